@@ -1,0 +1,32 @@
+import pytest
+
+from knobsim.config import RunConfig, format_count, parse_count
+from knobsim.errors import KnobsimError
+from knobsim.train import plan_run
+
+
+@pytest.mark.parametrize(
+    "text,value",
+    [("1e5", 100_000), ("100k", 100_000), ("2.5M", 2_500_000), ("100000", 100_000),
+     ("1_000", 1000), ("3B", 3_000_000_000), (" 7 ", 7), (200, 200), ("1E3", 1000)],
+)
+def test_parse_count_accepts_human_forms(text, value):
+    assert parse_count(text) == value
+
+
+@pytest.mark.parametrize("text", ["abc", "-5", "0", "", "1e5x", "nan", "1.5"])
+def test_parse_count_rejects_with_one_line(text):
+    with pytest.raises(KnobsimError) as e:
+        parse_count(text, what="--params")
+    assert "\n" not in str(e.value)
+
+
+def test_format_count():
+    assert format_count(124_439_808) == "124M"
+    assert format_count(99_935) == "99.9k"
+    assert format_count(756) == "756"
+
+
+def test_run_config_round_trips_through_dict():
+    cfg = plan_run(params=1000, steps=3, check_memory=False)
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg

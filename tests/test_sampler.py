@@ -1,0 +1,69 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from knobsim.config import LanguageConfig
+from knobsim.data.language import build_language
+from knobsim.data.sampler import alias_table, decode, device_tables, encode, sample_batch, words_needed
+from knobsim.train import seed_keys
+
+
+@pytest.fixture(scope="module")
+def setup():
+    lang = build_language(LanguageConfig())
+    return lang, device_tables(lang), words_needed(lang, 64)
+
+
+def _sample(setup, key, batch=8, seq=64):
+    lang, tables, nw = setup
+    return np.asarray(jax.jit(sample_batch, static_argnums=(2, 3, 4))(tables, key, batch, seq, nw))
+
+
+def test_same_key_same_bits_other_key_other_text(setup):
+    a = _sample(setup, jax.random.key(7))
+    b = _sample(setup, jax.random.key(7))
+    c = _sample(setup, jax.random.key(8))
+    assert a.shape == (8, 65) and a.dtype == np.int32
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_eval_stream_is_separate_from_training(setup):
+    keys = seed_keys(0)
+    train = _sample(setup, jax.random.fold_in(keys["data"], 0))
+    ev = _sample(setup, keys["eval"])
+    assert not np.array_equal(train, ev)
+
+
+def test_rows_are_lexicon_words_separated_by_spaces(setup):
+    lang = setup[0]
+    lexicon = set(lang.words)
+    for row in _sample(setup, jax.random.key(1)):
+        text = decode(row)
+        assert "  " not in text and not text.startswith(" ")
+        words = text.split(" ")
+        assert all(w in lexicon for w in words[:-1])  # the last may be cut off
+
+
+def test_alias_table_is_exact():
+    p = np.array([0.5, 0.2, 0.2, 0.05, 0.05])
+    prob, alias = alias_table(p)
+    n = len(p)
+    rebuilt = prob / n
+    np.add.at(rebuilt, alias, (1 - prob) / n)
+    np.testing.assert_allclose(rebuilt, p, atol=1e-7)
+
+
+def test_word_frequencies_follow_the_stationary_distribution(setup):
+    lang, tables, _ = setup
+    from knobsim.data.sampler import sample_words
+    words = np.asarray(sample_words(tables, jax.random.key(3), 8192, 32)).ravel()
+    freq = np.bincount(words, minlength=len(lang.words)) / words.size
+    top = np.argsort(-lang.stationary)[:5]
+    np.testing.assert_allclose(freq[top], lang.stationary[top], rtol=0.05)
+
+
+def test_encode_decode_round_trip():
+    assert decode(encode("la fo ep")) == "la fo ep"
+    assert decode(jnp.array([0, 1, 2])) == " ab"
