@@ -1,0 +1,88 @@
+"""Exact parameter counts from shapes (jax.eval_shape, nothing allocated) and budget -> shape."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import numpy as np
+
+from knobsim.errors import KnobsimError
+from knobsim.models import FAMILIES
+
+BYTES_F32 = 4
+
+
+def leaf_path(path) -> str:
+    """A jax key path -> 'blocks.0.attn.w_qkv_D3D'."""
+    parts = []
+    for k in path:
+        parts.append(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))))
+    return ".".join(parts)
+
+
+def family(arch: str):
+    try:
+        return FAMILIES[arch]
+    except KeyError:
+        raise KnobsimError(
+            f"unknown --arch {arch!r}; choose one of: {', '.join(FAMILIES)}"
+        ) from None
+
+
+def param_shapes(arch: str, shape: dict) -> dict[str, tuple[int, ...]]:
+    """Leaf path -> shape, from jax.eval_shape(init): no memory is allocated."""
+    fam = family(arch)
+    abstract = jax.eval_shape(functools.partial(fam.init, shape=shape), jax.random.key(0))
+    leaves = jax.tree_util.tree_flatten_with_path(abstract)[0]
+    return {leaf_path(p): tuple(x.shape) for p, x in leaves}
+
+
+@dataclasses.dataclass(frozen=True)
+class Count:
+    total: int  # every knob
+    embedding: int  # token lookup (and untied unembedding) tables
+    nonembedding: int  # the rest: Kaplan et al.'s N
+    by_component: dict  # component -> knobs
+    by_leaf: dict  # leaf path -> knobs
+
+
+def count_params(arch: str, shape: dict) -> Count:
+    fam = family(arch)
+    by_leaf = {p: int(np.prod(s)) for p, s in param_shapes(arch, shape).items()}
+    comp: dict[str, int] = {}
+    for p, n in by_leaf.items():
+        comp[fam.component(p)] = comp.get(fam.component(p), 0) + n
+    emb = sum(n for p, n in by_leaf.items() if fam.is_embedding(p))
+    total = sum(by_leaf.values())
+    return Count(total, emb, total - emb, comp, by_leaf)
+
+
+# Below this many knobs a family cannot be built at all.
+def min_params(arch: str, vocab: int) -> int:
+    if arch == "linear":
+        return 3 * vocab
+    if arch == "mlp":
+        return FAMILIES["mlp"].count({"vocab": vocab, "context": 1, "d_embed": 1, "d_hidden": 1})
+    return FAMILIES["transformer"].count(
+        {"vocab": vocab, "d_model": 2, "n_layer": 1, "n_head": 1, "d_ff": 4, "seq": 1}
+    )
+
+
+def shape_for_budget(arch: str, budget: int, vocab: int, seq: int) -> dict:
+    fam = family(arch)
+    lo = min_params(arch, vocab)
+    if budget < lo:
+        hint = "; try --arch linear" if arch != "linear" else ""
+        raise KnobsimError(f"--params {budget:,} is below the smallest {arch} ({lo:,} knobs){hint}")
+    return fam.size(budget, vocab, seq)
+
+
+def memory_bytes(arch: str, shape: dict, n_params: int, batch: int, seq: int) -> int:
+    """Estimated peak memory of training: params, grads, two Adam moments and the initial
+    weights (for drift), plus activations kept for the backward pass, plus 25% for XLA's
+    temporaries. An estimate to refuse hopeless runs before allocating, not a promise."""
+    state = 5 * n_params * BYTES_F32
+    acts = family(arch).activation_floats(shape, batch, seq) * BYTES_F32
+    return int(1.25 * (state + acts))

@@ -1,0 +1,205 @@
+"""A GPT-style decoder: pre-LayerNorm blocks, causal multi-head attention, GELU MLP.
+
+Close to GPT-2/nanoGPT, with two choices for small models, said plainly:
+  * positions are fixed sinusoids (Vaswani et al. 2017), not a learned table, so no knob
+    is spent on positions and the count does not depend on the context length;
+  * the unembedding is tied to the token embedding (as in GPT-2 and nanoGPT).
+All matrices and biases are knobs; LayerNorms have a scale and a bias. The count goes
+through ``knobsim.models.counting`` like the zoo's published models.
+
+Shapes: B batch, T time, D d_model, H heads, K head dim, F d_ff, V vocab, L layers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from knobsim.models.counting import DecoderSpec, count_decoder
+
+
+def spec(shape: dict) -> DecoderSpec:
+    """knobsim's transformer as a DecoderSpec: the one counting path."""
+    return DecoderSpec(
+        vocab=shape["vocab"],
+        d_model=shape["d_model"],
+        n_layer=shape["n_layer"],
+        n_head=shape["n_head"],
+        d_ff=shape["d_ff"],
+        context=shape.get("seq", 128),
+        learned_pos=False,
+        tied_embeddings=True,
+    )
+
+
+def _dense(key, d_in, d_out, scale=1.0):
+    # Fan-in init: unit-variance activations at any width (0.02 is tuned for d ~ 768).
+    return jax.random.normal(key, (d_in, d_out)) * (scale / math.sqrt(d_in))
+
+
+def init(key: jax.Array, shape: dict) -> dict:
+    v, d, f, n_layer = shape["vocab"], shape["d_model"], shape["d_ff"], shape["n_layer"]
+    keys = jax.random.split(key, n_layer + 1)
+    # Residual projections shrink by 1/sqrt(2L) so the residual stream's variance does not
+    # grow with depth (GPT-2 section 2.3).
+    res = 1.0 / math.sqrt(2 * n_layer)
+    params = {
+        "embed": {"tok_VD": jax.random.normal(keys[0], (v, d))},
+        "blocks": {},
+        "ln_f": {"scale_D": jnp.ones((d,)), "bias_D": jnp.zeros((d,))},
+    }
+    for layer in range(n_layer):
+        k = jax.random.split(keys[layer + 1], 4)
+        params["blocks"][str(layer)] = {
+            "ln1": {"scale_D": jnp.ones((d,)), "bias_D": jnp.zeros((d,))},
+            "attn": {
+                "w_qkv_D3D": _dense(k[0], d, 3 * d),
+                "b_qkv_3D": jnp.zeros((3 * d,)),
+                "w_o_DD": _dense(k[1], d, d, res),
+                "b_o_D": jnp.zeros((d,)),
+            },
+            "ln2": {"scale_D": jnp.ones((d,)), "bias_D": jnp.zeros((d,))},
+            "mlp": {
+                "w_in_DF": _dense(k[2], d, f),
+                "b_in_F": jnp.zeros((f,)),
+                "w_out_FD": _dense(k[3], f, d, res),
+                "b_out_D": jnp.zeros((d,)),
+            },
+        }
+    return params
+
+
+def _layernorm(x, p, eps=1e-5):
+    mu = jnp.mean(x, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x - mu), axis=-1, keepdims=True)
+    return (x - mu) * jax.lax.rsqrt(var + eps) * p["scale_D"] + p["bias_D"]
+
+
+def sinusoids(t: int, d: int) -> jax.Array:
+    """(T, D) fixed position code: sin on even, cos on odd channels."""
+    pos = jnp.arange(t, dtype=jnp.float32)[:, None]
+    i = jnp.arange(d)[None, :]
+    angle = pos / jnp.power(10_000.0, (2 * (i // 2)).astype(jnp.float32) / d)
+    return jnp.where(i % 2 == 0, jnp.sin(angle), jnp.cos(angle))
+
+
+def _attention(x_BTD, p, n_head):
+    b, t, d = x_BTD.shape
+    k_dim = d // n_head
+    qkv = x_BTD @ p["w_qkv_D3D"] + p["b_qkv_3D"]
+    q, k, v = jnp.split(qkv.reshape(b, t, 3, n_head, k_dim), 3, axis=2)
+    q, k, v = (a[:, :, 0] for a in (q, k, v))  # (B, T, H, K)
+    s_BHTT = jnp.einsum("bthk,bshk->bhts", q, k) / math.sqrt(k_dim)
+    causal = jnp.tril(jnp.ones((t, t), dtype=bool))
+    s_BHTT = jnp.where(causal, s_BHTT, jnp.finfo(s_BHTT.dtype).min)
+    w_BHTT = jax.nn.softmax(s_BHTT.astype(jnp.float32), axis=-1).astype(v.dtype)
+    o_BTD = jnp.einsum("bhts,bshk->bthk", w_BHTT, v).reshape(b, t, d)
+    return o_BTD @ p["w_o_DD"] + p["b_o_D"]
+
+
+def _mlp(x_BTD, p):
+    h_BTF = jax.nn.gelu(x_BTD @ p["w_in_DF"] + p["b_in_F"])
+    return h_BTF @ p["w_out_FD"] + p["b_out_D"]
+
+
+def apply(params: dict, tokens_BT: jax.Array, shape: dict) -> jax.Array:
+    """(B, T) int tokens -> (B, T, V) logits."""
+    emb_VD = params["embed"]["tok_VD"]
+    d = emb_VD.shape[1]
+    # Unit-variance token codes plus unit-amplitude position codes.
+    x = emb_VD[tokens_BT] + sinusoids(tokens_BT.shape[1], d).astype(emb_VD.dtype)
+    for layer in range(shape["n_layer"]):
+        blk = params["blocks"][str(layer)]
+        x = x + _attention(_layernorm(x, blk["ln1"]), blk["attn"], shape["n_head"])
+        x = x + _mlp(_layernorm(x, blk["ln2"]), blk["mlp"])
+    x = _layernorm(x, params["ln_f"])
+    # The tied readout is scaled by 1/D (the muP output multiplier): without it a token's
+    # own embedding dominates its logits at init (a self-logit of order D) and the first
+    # loss is far above log V.
+    return (x @ emb_VD.T) / d
+
+
+def count(shape: dict) -> int:
+    return count_decoder(spec(shape))["total"]
+
+
+def component(path: str) -> str:
+    """Leaf path -> the component names of counting.count_decoder."""
+    if path.startswith("embed"):
+        return "token_embedding"
+    if path.startswith("ln_f") or ".ln" in path:
+        return "norms"
+    return path.split(".")[2]  # blocks.<i>.attn / blocks.<i>.mlp
+
+
+def is_embedding(path: str) -> bool:
+    return path.startswith("embed")
+
+
+def _head_dim_target(d: float) -> int:
+    return 8 if d < 32 else 16 if d < 128 else 32 if d < 512 else 64 if d < 2048 else 128
+
+
+def _aspect(budget: float) -> float:
+    """Target d_model / n_layer: 8 at 1e3 knobs rising to 100 at 1e9.
+
+    Kaplan et al. (2020, Fig. 5) find loss nearly flat for aspect ratios 20-200; tiny models
+    cannot afford wide layers, so the target grows with size (GPT-2 small is 64, GPT-3 128).
+    """
+    return 8.0 * (budget / 1e3) ** (math.log(12.5) / math.log(1e6))
+
+
+def _fit_ff(budget: int, vocab: int, d: int, n_layer: int) -> int:
+    """The d_ff in [2D, 6D] that brings the total count nearest the budget."""
+    fixed = vocab * d + n_layer * (4 * d * d + 9 * d) + 2 * d
+    f = round((budget - fixed) / (n_layer * (2 * d + 1)))
+    return int(min(max(f, 2 * d), 6 * d))
+
+
+def size(budget: int, vocab: int, seq: int) -> dict:
+    """Budget -> shape. Sizing rule (documented in the README):
+
+    1. the aspect ratio a(N) = D / L sets n_layer: L = round(D / a) with D = (a N / 12)^(1/3);
+    2. for L-1, L, L+1 the width D solves N = 12 L D^2 + (13 L + V + 2) D (d_ff = 4 D);
+       widths within 15% of it, on a grid of 1, 2, 8 or 64 by size, are candidates, with
+       heads of about 8, 16, 32, 64 or 128 dims by width (n_head divides D);
+    3. d_ff moves within [2D, 6D] to bring each candidate's total to the budget;
+    4. among candidates within 1% of the budget, the aspect-rule depth and the width
+       nearest the formula win; if none is within 1%, the nearest count wins.
+    """
+    a = _aspect(budget)
+    d0 = (a * budget / 12) ** (1 / 3)
+    l0 = max(1, round(d0 / a))
+    cands = []
+    for n_layer in {max(1, l0 - 1), l0, l0 + 1}:
+        qa, qb = 12 * n_layer, 13 * n_layer + vocab + 2
+        d_real = (-qb + math.sqrt(qb * qb + 4 * qa * budget)) / (2 * qa)
+        hd = _head_dim_target(d_real)
+        g = 1 if d_real < 16 else 2 if d_real < 64 else 8 if d_real < 512 else 64
+        lo, hi = max(2, math.floor(0.85 * d_real / g) * g), math.ceil(1.15 * d_real / g) * g
+        for d in range(max(2, lo), hi + 1, g):
+            n_head = max(1, round(d / hd))
+            while d % n_head:
+                n_head -= 1
+            shape = {"vocab": vocab, "d_model": d, "n_layer": n_layer, "n_head": n_head,
+                     "d_ff": _fit_ff(budget, vocab, d, n_layer), "seq": seq}
+            err = abs(count(shape) - budget) / budget
+            cands.append((err > 0.01, n_layer != l0, abs(math.log(d / d_real)), err, shape))
+    cands.sort(key=lambda c: c[:4])
+    return cands[0][4]
+
+
+def activation_floats(shape: dict, batch: int, seq: int) -> int:
+    """Floats kept for the backward pass, per step (a rough upper estimate)."""
+    d, f, h, n = shape["d_model"], shape["d_ff"], shape["n_head"], shape["n_layer"]
+    per_layer = batch * seq * (10 * d + 2 * f + 3 * h * seq)
+    return n * per_layer + 3 * batch * seq * (d + shape["vocab"])
+
+
+def describe(shape: dict) -> str:
+    return (
+        f"GPT decoder: {shape['n_layer']} layers x d_model {shape['d_model']}, "
+        f"{shape['n_head']} heads, d_ff {shape['d_ff']}"
+    )
