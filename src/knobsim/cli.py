@@ -1,0 +1,78 @@
+"""The knobsim command line. Thin: parse, validate, call the library.
+
+Bad input never shows a traceback: every :class:`~knobsim.errors.KnobsimError` and every
+click usage error becomes one line, ``knobsim <cmd>: error: ...``, and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from knobsim.errors import KnobsimError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="knobsim")
+def cli():
+    """knobsim: train models of 20 to 10^7 knobs on text with a known entropy floor,
+    and watch loss scale and knobs move."""
+
+
+def _register_commands():
+    # Imported here so that `knobsim --help` stays fast and each command lives in its module.
+    from knobsim import cli_train
+
+    cli.add_command(cli_train.train)
+    cli.add_command(cli_train.data)
+    try:
+        from knobsim import cli_zoo
+    except ImportError:
+        pass
+    else:
+        cli.add_command(cli_zoo.zoo)
+        cli.add_command(cli_zoo.count)
+    try:
+        from knobsim import cli_fit
+    except ImportError:
+        pass
+    else:
+        cli.add_command(cli_fit.fit)
+
+
+# click >= 8.2 raises this when a group is called without arguments (after printing help).
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", getattr(click.exceptions, "NoArgsIsHelp", ()))
+
+
+def _one_line(msg: str) -> str:
+    return " ".join(str(msg).split())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `knobsim` console script and `python -m knobsim`."""
+    _register_commands()
+    args = sys.argv[1:] if argv is None else argv
+    prog = "knobsim"
+    try:
+        rv = cli.main(args=args, prog_name=prog, standalone_mode=False)
+    except _NO_ARGS_IS_HELP:
+        with click.Context(cli, info_name=prog) as ctx:
+            click.echo(cli.get_help(ctx))
+        sys.exit(0)
+    except click.UsageError as e:
+        cmd = e.ctx.command_path if e.ctx is not None else prog
+        hint = f" (see `{cmd} --help`)"
+        click.echo(f"{cmd}: error: {_one_line(e.format_message())}{hint}", err=True)
+        sys.exit(2)
+    except click.ClickException as e:
+        click.echo(f"{prog}: error: {_one_line(e.format_message())}", err=True)
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except KnobsimError as e:
+        name = f"{prog} {args[0]}" if args and not args[0].startswith("-") else prog
+        click.echo(f"{name}: error: {_one_line(str(e))}", err=True)
+        sys.exit(e.exit_code)
+    sys.exit(rv if isinstance(rv, int) else 0)

@@ -1,0 +1,271 @@
+"""`knobsim train` and `knobsim data`: parse and validate options, then call the library."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import click
+
+from knobsim.config import LanguageConfig, format_count, parse_count
+from knobsim.errors import KnobsimError
+
+
+class Count(click.ParamType):
+    """'1e5', '100k', '2.5M', '100000' -> int, with a one-line error otherwise."""
+
+    name = "count"
+
+    def __init__(self, minimum: int = 1):
+        self.minimum = minimum
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        try:
+            what = param.opts[0] if param is not None and param.opts else "value"
+            return parse_count(value, what=what, minimum=self.minimum)
+        except KnobsimError as e:
+            # click already names the option ("Invalid value for '--params': ...").
+            self.fail(str(e).removeprefix(f"{what} "), param, ctx)
+
+
+def language_options(f):
+    """Options that pick the synthetic language (shared by train, data and friends)."""
+    d = LanguageConfig()
+    opts = [
+        click.option("--lang-seed", type=int, default=d.seed, show_default=True,
+                     help="Seed of the language itself (runs with one seed share a language)."),
+        click.option("--words", "n_words", type=click.IntRange(2, 200_000), default=d.n_words,
+                     show_default=True, help="Lexicon size."),
+        click.option("--zipf", type=click.FloatRange(0, 4, min_open=True), default=d.zipf,
+                     show_default=True, help="Zipf exponent of word frequencies."),
+        click.option("--successors", "n_successors", type=click.IntRange(1), default=d.n_successors,
+                     show_default=True, help="Favourite successors per word."),
+        click.option("--successor-weight", type=click.FloatRange(0, 1, max_open=True),
+                     default=d.successor_weight, show_default=True,
+                     help="Probability that the next word is one of the favourites."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def language_from(kw: dict) -> LanguageConfig:
+    d = LanguageConfig()
+    return LanguageConfig(
+        seed=kw.pop("lang_seed"), n_words=kw.pop("n_words"), zipf=kw.pop("zipf"),
+        zipf_offset=d.zipf_offset, n_successors=kw.pop("n_successors"),
+        successor_weight=kw.pop("successor_weight"),
+    )
+
+
+def _err_console():
+    """Human-readable output goes to stdout; when piped, rich would wrap at 80 columns."""
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=120)
+    return console
+
+
+def print_plan(console, cfg, count, lang, memory: int) -> None:
+    from rich.table import Table
+
+    from knobsim.models import sizing
+
+    m, t = cfg.model, cfg.train
+    fam = sizing.family(m.arch)
+    diff = m.n_params_total - m.budget
+    console.print(f"[bold]{m.arch}[/] for a budget of {m.budget:,} knobs: {fam.describe(m.shape)}")
+    if abs(diff) > 0.001 * m.budget:
+        console.print(
+            f"  nearest shape has {m.n_params_total:,} knobs, {diff:+,} ({100 * diff / m.budget:+.1f}%) "
+            "from the budget"
+        )
+    table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
+    table.add_column("component")
+    table.add_column("knobs", justify="right")
+    table.add_column("share", justify="right")
+    for name, n in sorted(count.by_component.items(), key=lambda kv: -kv[1]):
+        table.add_row(name, f"{n:,}", f"{100 * n / count.total:.1f}%")
+    table.add_row("total", f"{count.total:,}", "100%", style="bold")
+    table.add_row("non-embedding", f"{count.nonembedding:,}", f"{100 * count.nonembedding / count.total:.1f}%")
+    console.print(table)
+    console.print(
+        f"  tokens {format_count(t.tokens)} ({t.tokens / count.total:.1f} per knob) = {t.steps:,} steps "
+        f"x batch {t.batch} x seq {t.seq}; lr {cfg.optim.lr:g} (warmup {cfg.optim.warmup_steps}, cosine); "
+        f"seed {t.seed}"
+    )
+    console.print(f"  memory to train ~{memory / 2**20:,.1f} MiB (estimate)")
+    console.print(
+        f"  language: {len(lang.words):,} words, zipf {lang.config.zipf:g}; floor {lang.entropy_rate:.4f} "
+        f"nats/char, unigram {lang.unigram_loss:.4f}, bigram {lang.bigram_loss:.4f}"
+    )
+
+
+def print_summary(console, s: dict, run_path) -> None:
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("knobs", f"{s['n_params_total']:,} (non-embedding {s['n_params_nonembedding']:,})")
+    table.add_row("tokens seen", f"{format_count(s['tokens'])} ({s['tokens'] / s['n_params_total']:.1f} per knob)")
+    table.add_row("train loss", f"{s['final_train_loss']:.4f} nats/char (mean of the last chunk)")
+    table.add_row("eval loss", f"{s['final_eval_loss']:.4f} nats/char (from {s['initial_eval_loss']:.3f} at init)")
+    table.add_row("entropy floor", f"{s['entropy_floor']:.4f} nats/char; gap {s['gap_nats']:.4f} nats ({s['gap_pct']:.1f}%)")
+    table.add_row("baselines", f"unigram {s['unigram_loss']:.4f}, bigram {s['bigram_loss']:.4f}")
+    table.add_row("throughput", f"{format_count(s['tokens_per_s'])} tokens/s on {s['backend']}")
+    table.add_row("MFU", f"{100 * s['mfu']:.1f}% of {s['peak_flops'] / 1e9:.0f} GFLOP/s measured peak "
+                         f"(6N; {100 * s['mfu_with_attention']:.1f}% with attention)")
+    table.add_row("wall time", f"{s['wall_s']:.1f} s (compilation included)")
+    if run_path is not None:
+        table.add_row("run", str(run_path))
+    console.print(table)
+
+
+@click.command()
+@click.option("--params", "budget", type=Count(), default="1e5", show_default=True,
+              help="Knob budget: 1e5, 100k, 2.5M or 100000. The shape is chosen to fit it.")
+@click.option("--arch", type=click.Choice(["transformer", "mlp", "linear"]), default="transformer",
+              show_default=True, help="Model family.")
+@click.option("--tokens", type=Count(), default=None,
+              help="Training tokens (default: 20 per knob, within 1M..2M).")
+@click.option("--steps", type=click.IntRange(1), default=None, help="Optimizer steps (instead of --tokens).")
+@click.option("--batch", type=click.IntRange(1), default=32, show_default=True, help="Sequences per step.")
+@click.option("--seq", type=click.IntRange(2), default=128, show_default=True, help="Characters per sequence.")
+@click.option("--lr", type=float, default=None, help="Peak learning rate (default: size-aware rule).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Init and data seed.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Run directory (default: runs/<arch>-<params>-s<seed>-<time>). Must not exist.")
+@click.option("--dry-run", is_flag=True, help="Print the shape, counts and memory; train nothing.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: one JSON object. Else: print the summary as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@language_options
+def train(budget, arch, tokens, steps, batch, seq, lr, seed, out, dry_run, as_json, quiet, **lang_kw):
+    """Train a model of about --params knobs on the synthetic language.
+
+    \b
+    Examples:
+      knobsim train --params 1e5
+      knobsim train --params 2.5M --tokens 4e7 --seed 3
+      knobsim train --arch linear --params 200
+      knobsim train --params 1e9 --dry-run --json
+    """
+    from knobsim import record
+    from knobsim.data.language import build_language
+    from knobsim.models import sizing
+    from knobsim.train import plan_run
+
+    language = language_from(lang_kw)
+    lang = build_language(language)
+    cfg = plan_run(params=budget, arch=arch, tokens=tokens, steps=steps, batch=batch, seq=seq,
+                   lr=lr, seed=seed, language=language, check_memory=not dry_run)
+    count = sizing.count_params(arch, cfg.model.shape)
+    memory = sizing.memory_bytes(arch, cfg.model.shape, count.total, batch, seq)
+    if dry_run:
+        if as_json:
+            click.echo(json.dumps({
+                "arch": arch, "budget": budget,
+                "n_params_total": count.total, "n_params_nonembedding": count.nonembedding,
+                "n_params_embedding": count.embedding, "by_component": count.by_component,
+                "shape": cfg.model.shape, "memory_bytes": memory,
+                "tokens": cfg.train.tokens, "steps": cfg.train.steps, "lr": cfg.optim.lr,
+            }))
+        else:
+            print_plan(_err_console(), cfg, count, lang, memory)
+        return
+
+    if out is not None:
+        record.check_out_dir(out)
+        run = record.RunDir.create(out)
+    else:
+        text = format_count(budget).replace(".", "p")
+        run = record.RunDir.create(Path("runs") / record.default_run_name(arch, text, seed), unique=True)
+
+    console = _err_console()
+    if not as_json:
+        print_plan(console, cfg, count, lang, memory)
+    summary = _run_with_progress(cfg, run, lang, quiet or as_json, console)
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        print_summary(console, summary, run.path)
+
+
+def _run_with_progress(cfg, run, lang, quiet, console):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from knobsim.train import train as train_fn
+
+    if quiet:
+        return train_fn(cfg, run=run, lang=lang)
+    progress = Progress(
+        TextColumn("[bold]train"),
+        BarColumn(),
+        TextColumn("step {task.completed:,.0f}/{task.total:,.0f}"),
+        TextColumn("{task.fields[tokens]} tok"),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("{task.fields[tps]} tok/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+    with progress:
+        task = progress.add_task("train", total=cfg.train.steps, tokens="0", loss="-", tps="-")
+
+        def on_chunk(r):
+            progress.update(task, completed=r.step, tokens=format_count(r.tokens),
+                            loss=f"{r.loss:.3f}", tps=format_count(r.tokens_per_s))
+
+        return train_fn(cfg, run=run, on_chunk=on_chunk, lang=lang)
+
+
+@click.command()
+@click.option("--chars", type=click.IntRange(1, 100_000), default=400, show_default=True,
+              help="Characters of sample text to print.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample.")
+@click.option("--json", "as_json", is_flag=True, help="Print the facts (and sample) as JSON.")
+@language_options
+def data(chars, seed, as_json, **lang_kw):
+    """Show the synthetic language: a sample of text and its exact facts."""
+    import jax
+
+    from knobsim.data.language import build_language
+    from knobsim.data.sampler import decode, device_tables, sample_batch, words_needed
+
+    lang = build_language(language_from(lang_kw))
+    tables = device_tables(lang)
+    tokens = sample_batch(tables, jax.random.key(seed), 1, chars - 1, words_needed(lang, chars - 1))
+    text = decode(tokens[0])
+    facts = lang.facts()
+    if as_json:
+        click.echo(json.dumps({**facts, "sample": text}))
+        return
+    from rich.table import Table
+
+    console = _err_console()
+    console.print("[bold]sample[/]")
+    console.print(textwrap.fill(text, width=88, initial_indent="  ", subsequent_indent="  "))
+    t = Table(box=None, pad_edge=False, show_header=False)
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    t.add_column()
+    t.add_row("vocabulary", f"{facts['vocab_size']}", "characters: space and a-z (one token each)")
+    t.add_row("words", f"{facts['n_words']:,}", f"most frequent: {' '.join(lang.words[:8])}")
+    t.add_row("zipf exponent", f"{facts['zipf_exponent']:g}", f"frequency ~ (rank + {facts['zipf_offset']:g})^-{facts['zipf_exponent']:g}")
+    t.add_row("successors", f"{facts['n_successors']}", f"favourites per word, taken with p = {facts['successor_weight']:g}")
+    t.add_row("chars per word", f"{facts['mean_chars_per_word']:.4f}", "space included")
+    t.add_row("word entropy", f"{facts['word_entropy_rate']:.4f}", "nats per word, exact")
+    t.add_row("entropy floor", f"{facts['entropy_floor']:.4f}", "nats per char: no model can do better (exact)")
+    t.add_row("bigram loss", f"{facts['bigram_loss']:.4f}", "best model that sees one previous char")
+    t.add_row("unigram loss", f"{facts['unigram_loss']:.4f}", "best model that sees no context (char frequencies)")
+    t.add_row("uniform loss", f"{facts['uniform_loss']:.4f}", "log 27: a model that knows nothing")
+    console.print("[bold]facts[/]")
+    console.print(t)

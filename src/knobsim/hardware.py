@@ -1,0 +1,95 @@
+"""This machine's measured peak: the denominator of every MFU knobsim reports.
+
+The peak is the best FLOP/s of large square fp32 matmuls (numpy and JAX, best of several),
+measured once per machine and backend and cached in ``$KNOBSIM_CACHE`` (default
+``~/.cache/knobsim``). ``KNOBSIM_PEAK_FLOPS`` overrides the measurement (tests use it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("KNOBSIM_CACHE", Path.home() / ".cache" / "knobsim"))
+
+
+def machine_id() -> str:
+    """A key that changes when the hardware or backend does."""
+    import jax
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    dev = jax.devices()[0]
+    return f"{platform.node()}|{cpu}|{os.cpu_count()}cpu|{jax.default_backend()}|{dev.device_kind}"
+
+
+def _time_best(fn, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def measure_peak_flops(n: int = 1024, repeats: int = 5) -> dict:
+    """Best fp32 matmul FLOP/s of an (n x n) @ (n x n) product in numpy and in JAX."""
+    import jax
+    import jax.numpy as jnp
+
+    flops = 2.0 * n**3
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    np_s = _time_best(lambda: a @ b, repeats)
+    ja, jb = jnp.asarray(a), jnp.asarray(b)
+    mm = jax.jit(jnp.matmul)
+    mm(ja, jb).block_until_ready()
+    jax_s = _time_best(lambda: mm(ja, jb).block_until_ready(), repeats)
+    return {
+        "peak_flops": max(flops / np_s, flops / jax_s),
+        "numpy_flops": flops / np_s,
+        "jax_flops": flops / jax_s,
+        "matmul_n": n,
+    }
+
+
+def peak_flops() -> float:
+    """The cached peak for this machine, measuring it once if needed (about a second)."""
+    env = os.environ.get("KNOBSIM_PEAK_FLOPS")
+    if env:
+        return float(env)
+    path = cache_dir() / "peak.json"
+    key = machine_id()
+    cached = {}
+    try:
+        cached = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cached = {}
+    if key in cached and cached[key].get("peak_flops", 0) > 0:
+        return float(cached[key]["peak_flops"])
+    result = measure_peak_flops(n=2048, repeats=6)
+    result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    cached[key] = result
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(cached, indent=1))
+        tmp.replace(path)
+    except OSError:
+        pass  # a read-only home still gets an MFU, just not a cache
+    return float(result["peak_flops"])

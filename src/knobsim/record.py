@@ -1,0 +1,144 @@
+"""The run directory: everything a run writes, in open formats, and nothing else does I/O.
+
+    runs/<name>/
+      config.json     the fully resolved RunConfig
+      metrics.jsonl   one JSON object per logged step (appended and flushed per chunk)
+      summary.json    final figures (written at the end, atomically)
+      params.npz      final weights, one array per knob tensor, keyed by dotted leaf path
+
+Files that are replaced are written to a temporary name and renamed, so a reader never
+sees half a file; metrics are appended as whole lines and readers skip a torn last line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from knobsim.errors import KnobsimError
+
+
+def clean_json(x):
+    """Strict JSON: numpy scalars and arrays become Python values; NaN and inf become null
+    (json.dump would write the non-standard NaN that other readers reject)."""
+    if isinstance(x, dict):
+        return {str(k): clean_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [clean_json(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return clean_json(x.tolist())
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        x = float(x)
+        return x if math.isfinite(x) else None
+    return x
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(clean_json(obj), f, indent=2, allow_nan=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+def default_run_name(arch: str, budget_text: str, seed: int) -> str:
+    return f"{arch}-{budget_text}-s{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def check_out_dir(path: Path, overwrite: bool = False) -> None:
+    """Refuse an existing run directory before anything is trained or written."""
+    if path.exists() and not overwrite:
+        raise KnobsimError(
+            f"--out {path} already exists; choose another --out or remove it first"
+        )
+    if path.exists() and not path.is_dir():
+        raise KnobsimError(f"--out {path} exists and is not a directory; choose another --out")
+
+
+class RunDir:
+    """Writer of one run directory."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._metrics = None
+
+    @classmethod
+    def create(cls, path: Path, unique: bool = False) -> "RunDir":
+        """Make the directory; with ``unique``, add -2, -3... if the name is taken (two runs
+        started in the same second never share a directory: mkdir is atomic)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        candidate, i = path, 1
+        while True:
+            try:
+                candidate.mkdir()
+                return cls(candidate)
+            except FileExistsError:
+                if not unique:
+                    raise KnobsimError(
+                        f"--out {path} already exists; choose another --out or remove it first"
+                    ) from None
+                i += 1
+                candidate = path.with_name(f"{path.name}-{i}")
+
+    def write_config(self, config: dict) -> None:
+        write_json_atomic(self.path / "config.json", config)
+
+    def append_metrics(self, rows: list[dict]) -> None:
+        if self._metrics is None:
+            self._metrics = open(self.path / "metrics.jsonl", "a")
+        lines = "".join(json.dumps(clean_json(r), allow_nan=False) + "\n" for r in rows)
+        self._metrics.write(lines)
+        self._metrics.flush()
+
+    def write_summary(self, summary: dict) -> None:
+        write_json_atomic(self.path / "summary.json", summary)
+
+    def save_params(self, flat: dict[str, np.ndarray], name: str = "params.npz") -> None:
+        tmp = self.path / f".{name}.tmp{os.getpid()}.npz"
+        np.savez(tmp, **flat)
+        tmp.replace(self.path / name)
+
+    def close(self) -> None:
+        if self._metrics is not None:
+            self._metrics.close()
+            self._metrics = None
+
+
+# -- readers (tolerant of a torn last line) --------------------------------------------
+
+
+def read_metrics(run: Path) -> list[dict]:
+    rows = []
+    path = Path(run) / "metrics.jsonl"
+    with open(path) as f:
+        for line in f:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a kill mid-write leaves at most one partial last line
+    return rows
+
+
+def read_json(path: Path) -> dict:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise KnobsimError(f"{path} not found: is this a knobsim run directory?") from None
+    except json.JSONDecodeError as e:
+        raise KnobsimError(f"{path} is corrupt ({e.msg} at line {e.lineno}); re-run it") from None
+
+
+def load_params(run: Path, name: str = "params.npz") -> dict[str, np.ndarray]:
+    with np.load(Path(run) / name) as z:
+        return {k: z[k] for k in z.files}

@@ -1,0 +1,342 @@
+"""Training: a pure step, a scanned chunk of steps under one jit, and the host loop.
+
+    TrainState(step, params, opt_state, key)        a pytree, donated to each chunk
+    train_step(state, tables) -> (state, metrics)   pure: samples its batch on the device
+    train_chunk = jit(lax.scan(train_step) x K)     the host sees chunks only
+
+The batch of step s is drawn from fold_in(key, s), so the data stream is a function of the
+seed and the step alone: chunk sizes do not change it, and a resumed run sees the same data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import time
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from knobsim import hardware
+from knobsim.config import (
+    LanguageConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+    TrainConfig,
+    format_count,
+)
+from knobsim.data.language import VOCAB, Language, build_language
+from knobsim.data.sampler import Tables, device_tables, sample_batch, words_needed
+from knobsim.errors import KnobsimError
+from knobsim.models import sizing
+from knobsim.optim import current_lr, default_lr, make_optimizer
+
+# Default token budget: Chinchilla's ~20 tokens per knob (Hoffmann et al. 2022), bounded
+# below so tiny models see enough text to learn letters, and above so that the default
+# `knobsim train --params 1e5` finishes in well under a minute on a 2-core laptop.
+TOKENS_PER_PARAM = 20
+MIN_DEFAULT_TOKENS = 1_000_000
+MAX_DEFAULT_TOKENS = 2_000_000
+TARGET_CHUNKS = 40  # progress updates per run; each is one jitted call
+
+# Incremented each time train_step is traced: tests check one compile per shape.
+TRACE_COUNT = {"train_step": 0}
+
+
+class TrainState(NamedTuple):
+    step: jax.Array  # () int32: updates done so far
+    params: dict
+    opt_state: optax.OptState
+    key: jax.Array  # data key of the run; the batch of step s uses fold_in(key, s)
+
+
+def loss_fn(params, tokens_BT1, apply: Callable) -> jax.Array:
+    """Mean next-character cross-entropy in nats; logits in float32."""
+    logits = apply(params, tokens_BT1[:, :-1]).astype(jnp.float32)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, tokens_BT1[:, 1:]).mean()
+
+
+@dataclasses.dataclass(frozen=True)
+class Programs:
+    """The compiled pieces of one run: built once per (model shape, batch, seq, steps)."""
+
+    init: Callable  # key -> params
+    chunk: Callable  # (state, tables, n_steps) -> (state, metrics[K])
+    step: Callable  # (state, tables) -> (state, metrics): the same step, unscanned
+    eval_loss: Callable  # (params, eval_tokens) -> loss
+    tx: optax.GradientTransformation
+
+
+def build_programs(cfg: RunConfig, n_words: int) -> Programs:
+    fam = sizing.family(cfg.model.arch)
+    shape = cfg.model.shape
+    apply = functools.partial(fam.apply, shape=shape)
+    tx = make_optimizer(cfg.optim, cfg.train.steps)
+    b, t = cfg.train.batch, cfg.train.seq
+
+    def train_step(state: TrainState, tables: Tables):
+        TRACE_COUNT["train_step"] += 1
+        tokens = sample_batch(tables, jax.random.fold_in(state.key, state.step), b, t, n_words)
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, tokens, apply)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {
+            "loss": loss,
+            "lr": current_lr(opt_state),
+            "grad_norm": optax.tree.norm(grads),  # before clipping
+            "update_norm": optax.tree.norm(updates),
+            "param_norm": optax.tree.norm(params),
+        }
+        return TrainState(state.step + 1, params, opt_state, state.key), metrics
+
+    def chunk(state, tables, n_steps):
+        return jax.lax.scan(lambda s, _: train_step(s, tables), state, None, length=n_steps)
+
+    def eval_loss(params, eval_tokens_EBT1):
+        losses = jax.lax.map(lambda tok: loss_fn(params, tok, apply), eval_tokens_EBT1)
+        return losses.mean()
+
+    return Programs(
+        init=jax.jit(functools.partial(fam.init, shape=shape)),
+        chunk=jax.jit(chunk, static_argnums=2, donate_argnums=0),
+        step=jax.jit(train_step),
+        eval_loss=jax.jit(eval_loss),
+        tx=tx,
+    )
+
+
+def seed_keys(seed: int) -> dict[str, jax.Array]:
+    """Independent streams from one seed: init, training data, evaluation data."""
+    root = jax.random.key(seed)
+    return {"init": jax.random.fold_in(root, 0), "data": jax.random.fold_in(root, 1),
+            "eval": jax.random.fold_in(root, 2)}
+
+
+def init_state(cfg: RunConfig, progs: Programs) -> TrainState:
+    keys = seed_keys(cfg.train.seed)
+    params = progs.init(keys["init"])
+    return TrainState(jnp.zeros((), jnp.int32), params, progs.tx.init(params), keys["data"])
+
+
+def eval_tokens(cfg: RunConfig, tables: Tables, n_words: int) -> jax.Array:
+    """A fixed evaluation set (E, B, T+1) from the eval stream, the same at every eval."""
+    key = seed_keys(cfg.train.seed)["eval"]
+    keys = jax.random.split(key, cfg.train.eval_batches)
+    b, t = cfg.train.batch, cfg.train.seq
+    return jax.jit(jax.vmap(lambda k: sample_batch(tables, k, b, t, n_words)))(keys)
+
+
+def flat_params(params) -> dict[str, np.ndarray]:
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    return {sizing.leaf_path(p): np.asarray(x) for p, x in leaves}
+
+
+# -- planning: from options to a validated RunConfig -----------------------------------
+
+
+def _available_memory() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def pick_chunk(steps: int, target: int) -> int:
+    """A chunk length near ``target`` that divides ``steps`` if one is close, so that the
+    run compiles a single chunk program (a remainder chunk would compile a second one)."""
+    target = max(1, min(steps, target))
+    for k in range(target, max(1, target // 2) - 1, -1):
+        if steps % k == 0:
+            return k
+    return target
+
+
+def plan_run(
+    *,
+    params: int,
+    arch: str = "transformer",
+    tokens: int | None = None,
+    steps: int | None = None,
+    batch: int = 32,
+    seq: int = 128,
+    lr: float | None = None,
+    seed: int = 0,
+    warmup: int | None = None,
+    chunk: int | None = None,
+    eval_every: int | None = None,
+    language: LanguageConfig = LanguageConfig(),
+    check_memory: bool = True,
+) -> RunConfig:
+    """Resolve and validate everything a run needs, allocating nothing."""
+    fam = sizing.family(arch)
+    if batch < 1 or seq < 2:
+        raise KnobsimError(f"--batch must be >= 1 and --seq >= 2, got batch={batch}, seq={seq}")
+    if tokens is not None and steps is not None:
+        raise KnobsimError("give --tokens or --steps, not both")
+    shape = sizing.shape_for_budget(arch, params, VOCAB, seq)
+    count = sizing.count_params(arch, shape)
+    per_step = batch * seq
+    if steps is None:
+        if tokens is None:
+            tokens = min(max(TOKENS_PER_PARAM * count.total, MIN_DEFAULT_TOKENS), MAX_DEFAULT_TOKENS)
+        if tokens < per_step:
+            raise KnobsimError(
+                f"--tokens {tokens:,} is less than one step of batch x seq = {per_step:,} "
+                f"tokens; ask for at least {per_step:,}"
+            )
+        steps = math.ceil(tokens / per_step)
+    if steps < 1:
+        raise KnobsimError(f"--steps must be at least 1, got {steps}")
+    if lr is None:
+        lr = default_lr(arch, count.total)
+    if not (math.isfinite(lr) and lr > 0):
+        raise KnobsimError(f"--lr must be a positive number, got {lr}")
+    if check_memory:
+        need = sizing.memory_bytes(arch, shape, count.total, batch, seq)
+        have = _available_memory()
+        if need > 0.8 * have:
+            raise KnobsimError(
+                f"training {format_count(count.total)} knobs at batch {batch} x seq {seq} needs "
+                f"about {need / 2**30:.1f} GiB but this machine has {have / 2**30:.1f} GiB "
+                "available; use a smaller --params or --batch"
+            )
+    k = chunk or pick_chunk(steps, max(1, steps // TARGET_CHUNKS))
+    ev = eval_every or max(k, steps // 10)
+    ev = max(k, (ev // k) * k)  # evaluations fall on chunk boundaries
+    return RunConfig(
+        language=language,
+        model=ModelConfig(arch=arch, budget=params, shape=shape,
+                          n_params_total=count.total, n_params_nonembedding=count.nonembedding),
+        optim=OptimConfig(lr=float(lr), warmup_steps=warmup if warmup is not None else min(100, max(1, steps // 10))),
+        train=TrainConfig(seed=seed, batch=batch, seq=seq, steps=steps, chunk=k, eval_every=ev),
+    )
+
+
+# -- the host loop ----------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ChunkReport:
+    """What the host learns after each chunk (for progress bars and live views)."""
+
+    step: int
+    steps: int
+    tokens: int
+    loss: float  # mean train loss of the chunk
+    tokens_per_s: float
+    eval_loss: float | None
+
+
+def flops_per_token(cfg: RunConfig) -> tuple[float, float]:
+    """(6N, 6N + attention): training FLOPs per token, N = all knobs (the tied unembedding
+    is a real matmul; lookups are not, a <1% overcount at our vocab of 27).
+    Attention adds 12 L T D per token (Kaplan et al. 2020, Table 1, fwd+bwd, causal
+    counted in full)."""
+    n = cfg.model.n_params_total
+    six_n = 6.0 * n
+    s = cfg.model.shape
+    if cfg.model.arch == "transformer":
+        return six_n, six_n + 12.0 * s["n_layer"] * cfg.train.seq * s["d_model"]
+    return six_n, six_n
+
+
+def train(
+    cfg: RunConfig,
+    run=None,
+    on_chunk: Callable[[ChunkReport], None] | None = None,
+    lang: Language | None = None,
+) -> dict:
+    """Train ``cfg``; write to ``run`` (a record.RunDir) if given; return the summary."""
+    t_start = time.perf_counter()
+    lang = lang or build_language(cfg.language)
+    tables = device_tables(lang)
+    n_words = words_needed(lang, cfg.train.seq)
+    progs = build_programs(cfg, n_words)
+    state = init_state(cfg, progs)
+    ev_tokens = eval_tokens(cfg, tables, n_words)
+    tc = cfg.train
+    per_step = tc.tokens_per_step
+
+    if run is not None:
+        run.write_config(cfg.to_dict())
+    first_eval = float(progs.eval_loss(state.params, ev_tokens))
+    if run is not None:
+        run.append_metrics([{"step": 0, "tokens": 0, "eval_loss": first_eval}])
+
+    step, last_eval, chunk_losses = 0, first_eval, []
+    steady_tokens, steady_s = 0, 0.0
+    while step < tc.steps:
+        n = min(tc.chunk, tc.steps - step)
+        t0 = time.perf_counter()
+        state, metrics = progs.chunk(state, tables, n)
+        metrics = jax.device_get(metrics)  # the one host sync per chunk
+        dt = time.perf_counter() - t0
+        if step > 0:  # the first chunk includes compilation
+            steady_tokens += n * per_step
+            steady_s += dt
+        step += n
+        rows = [
+            {"step": step - n + i + 1, "tokens": (step - n + i + 1) * per_step,
+             **{k: float(v[i]) for k, v in metrics.items()}}
+            for i in range(n)
+        ]
+        if not np.all(np.isfinite(metrics["loss"])):
+            bad = rows[int(np.argmin(np.isfinite(metrics["loss"])))]["step"]
+            if run is not None:
+                run.append_metrics(rows)
+            raise KnobsimError(
+                f"training diverged: loss is not finite at step {bad} (lr {cfg.optim.lr:g}); "
+                "try a smaller --lr", exit_code=3)
+        ev = None
+        if step % tc.eval_every == 0 or step == tc.steps:
+            ev = last_eval = float(progs.eval_loss(state.params, ev_tokens))
+            rows[-1]["eval_loss"] = ev
+        if run is not None:
+            run.append_metrics(rows)
+        chunk_losses = metrics["loss"]
+        tps = steady_tokens / steady_s if steady_s > 0 else n * per_step / dt
+        if on_chunk is not None:
+            on_chunk(ChunkReport(step, tc.steps, step * per_step, float(np.mean(chunk_losses)), tps, ev))
+
+    wall = time.perf_counter() - t_start
+    tokens_per_s = steady_tokens / steady_s if steady_s > 0 else tc.tokens / wall
+    peak = hardware.peak_flops()
+    f6n, fattn = flops_per_token(cfg)
+    floor = lang.entropy_rate
+    summary = {
+        "arch": cfg.model.arch,
+        "shape": cfg.model.shape,
+        "n_params_total": cfg.model.n_params_total,
+        "n_params_nonembedding": cfg.model.n_params_nonembedding,
+        "steps": tc.steps,
+        "tokens": tc.tokens,
+        "final_train_loss": float(np.mean(chunk_losses)),
+        "final_eval_loss": last_eval,
+        "initial_eval_loss": first_eval,
+        "entropy_floor": floor,
+        "gap_nats": last_eval - floor,
+        "gap_pct": 100.0 * (last_eval - floor) / floor,
+        "unigram_loss": lang.unigram_loss,
+        "bigram_loss": lang.bigram_loss,
+        "tokens_per_s": tokens_per_s,
+        "mfu": f6n * tokens_per_s / peak,
+        "mfu_with_attention": fattn * tokens_per_s / peak,
+        "peak_flops": peak,
+        "backend": jax.default_backend(),
+        "wall_s": wall,
+    }
+    if run is not None:
+        run.save_params(flat_params(state.params))
+        run.write_summary(summary)
+        run.close()
+    return summary
