@@ -1,0 +1,390 @@
+"""`knobsim zoo` and `knobsim count`: published models and your own designs, counted exactly.
+
+Thin: options are parsed and checked here, all numbers come from :mod:`knobsim.zoo`; this
+module only lays them out as rich tables or JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import click
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from knobsim import zoo as Z
+from knobsim.config import parse_count
+from knobsim.errors import KnobsimError
+
+POSITIVE = click.IntRange(min=1)
+MFU_OPTION = click.option(
+    "--mfu", type=click.FloatRange(0, 1, min_open=True), default=None, metavar="FRACTION",
+    help=f"fraction of the measured peak a training step sustains, for the time columns "
+    f"[default: {Z.ASSUMED_MFU}, an assumption]",
+)
+
+
+def _console() -> Console:
+    # The tables are ~150 columns wide: use the terminal's width when there is one,
+    # and 160 when piped (rich would otherwise fold everything to 80).
+    width = shutil.get_terminal_size((160, 40)).columns if sys.stdout.isatty() else 160
+    return Console(width=width)
+
+
+def _echo_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2))
+
+
+# --------------------------------------------------------------------------------------
+# knobsim zoo
+
+
+def _note_numbers() -> dict[str, int]:
+    """Footnote number of each distinct note, in table order; shared notes share a number."""
+    numbers: dict[str, int] = {}
+    for m in Z.MODELS:
+        for note in m.notes:
+            numbers.setdefault(note, len(numbers) + 1)
+    return numbers
+
+
+def _marked(m: Z.Model, numbers: dict[str, int]) -> str:
+    if not m.notes:
+        return m.name
+    return f"{m.name} [{','.join(str(numbers[n]) for n in m.notes)}]"
+
+
+def _params_table(numbers: dict[str, int]) -> Table:
+    t = Table(
+        title="Published architectures: parameters counted exactly from the architecture, "
+        "and weight memory",
+        caption="✓ = equals the released checkpoint to the parameter (GPT-3's weights were "
+        "never released). vs pub. = exact / published - 1. Memory is weights only; AdamW "
+        "training in fp32 = 16 bytes/param (weights, gradients, 2 moments), activations "
+        "not included. 1 GB = 10^9 bytes.",
+        box=box.SIMPLE_HEAD, title_justify="left", caption_justify="left",
+        title_style="bold", caption_style="dim",
+    )
+    t.add_column("Model", no_wrap=True)
+    t.add_column("Year", justify="right")
+    t.add_column("Architecture", no_wrap=True, style="dim")
+    t.add_column("Published", justify="right")
+    t.add_column("Exact count", justify="right", no_wrap=True)
+    t.add_column("vs pub.", justify="right")
+    t.add_column("Embed.", justify="right")
+    t.add_column("Non-emb.", justify="right")
+    t.add_column("fp32", justify="right")
+    t.add_column("bf16", justify="right")
+    t.add_column("AdamW", justify="right")
+    family = None
+    for m in Z.MODELS:
+        if family is not None and m.family != family:
+            t.add_section()
+        family = m.family
+        r = Z.model_report(m)
+        p, mem = r["params"], r["memory_bytes"]
+        if m.official is None:
+            exact = f"[bold]{p['total']:,}[/]  "
+        elif m.official == p["total"]:
+            exact = f"[bold]{p['total']:,}[/] [green]✓[/]"
+        else:  # the tests forbid this; make it loud if the data ever drifts
+            exact = f"[bold]{p['total']:,}[/] [red]✗ ckpt {m.official:,}[/]"
+        t.add_row(
+            _marked(m, numbers), str(m.year), Z.spec_summary(m.spec), m.published, exact,
+            Z.fmt_relative(r["published"]["relative_difference"]),
+            Z.fmt_count(p["embedding"]), Z.fmt_count(p["nonembedding"]),
+            Z.fmt_bytes(mem["fp32"]), Z.fmt_bytes(mem["bf16"]),
+            Z.fmt_bytes(mem["adamw_fp32_train"]),
+        )
+    return t
+
+
+def _compute_table(tp: Z.Throughput) -> Table:
+    t = Table(
+        title="Training compute C = 6·N·D FLOP (N = total parameters), and how long this "
+        "machine would take",
+        caption=f"This machine: {Z.fmt_rate(tp.peak_flops)} measured fp32 matmul peak x MFU "
+        f"{tp.mfu:g} ({tp.mfu_source}) = {Z.fmt_rate(tp.flops)} sustained. "
+        "D = 20 N: compute-optimal tokens (Hoffmann et al. 2022).",
+        box=box.SIMPLE_HEAD, title_justify="left", caption_justify="left",
+        title_style="bold", caption_style="dim",
+    )
+    t.add_column("Model", no_wrap=True)
+    t.add_column("N", justify="right")
+    t.add_column("D published", justify="right")
+    t.add_column("C = 6ND", justify="right")
+    t.add_column("Time here", justify="right")
+    t.add_column("D = 20 N", justify="right")
+    t.add_column("C = 6N·20N", justify="right")
+    t.add_column("Time here", justify="right")
+    family = None
+    for m in Z.MODELS:
+        if family is not None and m.family != family:
+            t.add_section()
+        family = m.family
+        r = Z.model_report(m, tp)
+        pub, chin = r["compute"]["published"], r["compute"]["chinchilla"]
+        t.add_row(
+            m.name,
+            Z.fmt_count(r["params"]["total"]),
+            Z.fmt_tokens(pub["tokens"]) if pub else "[dim]not published[/]",
+            Z.fmt_flop(pub["flop"]) if pub else "",
+            Z.fmt_duration(pub["seconds_here"]) if pub else "",
+            Z.fmt_tokens(chin["tokens"]),
+            Z.fmt_flop(chin["flop"]),
+            Z.fmt_duration(chin["seconds_here"]),
+        )
+    return t
+
+
+def _reported_table() -> Table:
+    t = Table(
+        title="Not computed from an architecture: reported estimates, knobsim's small end, "
+        "and the brain",
+        box=box.SIMPLE_HEAD, title_justify="left", title_style="bold",
+    )
+    t.add_column("Row", no_wrap=True)
+    t.add_column("Figure", justify="right", no_wrap=True)
+    t.add_column("What it is", no_wrap=True)
+    t.add_column("Source, or how to train one here", ratio=1)
+    label = {
+        "estimate": "[yellow]reported estimate[/]",
+        "knobsim": "[cyan]knobsim family[/]",
+        "biology": "[magenta]reference, not comparable 1:1[/]",
+    }
+    kind = None
+    for r in Z.REPORTED:
+        if kind is not None and r.kind != kind:
+            t.add_section()
+        kind = r.kind
+        detail = f"{r.note}\nTry: [bold]{r.command}[/]" if r.command else f"{r.source} {r.note}"
+        t.add_row(r.name, f"{r.figure} {r.unit}", label[r.kind], detail.strip())
+    return t
+
+
+def _print_tables(tp: Z.Throughput) -> None:
+    con = _console()
+    numbers = _note_numbers()
+    con.print(_params_table(numbers))
+    con.print(_compute_table(tp))
+    con.print(_reported_table())
+    con.print("[bold]Notes[/]")
+    for note, k in numbers.items():
+        con.print(f" [{k}] {note}", highlight=False, markup=False)
+    con.print(
+        "\nOne model in full, with its sources: `knobsim zoo NAME` (e.g. gpt2-small, "
+        "llama-3.1-8b; add --json for every number). Your own design: `knobsim count --help`.",
+        highlight=False, markup=False,
+    )
+
+
+def _print_model(r: dict) -> None:
+    con = _console()
+    con.print(f"[bold]{r['name']}[/] ({r['year']})  key: {r['key']}")
+    _print_breakdown(con, r)
+    pub, off = r["published"], r["official_exact"]
+    con.print(f"published: {pub['figure']}  (the exact count is "
+              f"{Z.fmt_relative(pub['relative_difference'])} from it)")
+    if "paper_embedding" in pub:
+        con.print(f"the paper's exact counts: embedding {pub['paper_embedding']:,}, "
+                  f"non-embedding {pub['paper_nonembedding']:,}")
+    if off["params"] is None:
+        con.print(f"released weights: none ({off['source']})", highlight=False)
+    else:
+        verdict = "[green]✓ equal[/]" if off["matches"] else "[red]✗ DIFFERENT[/]"
+        con.print(f"released weights: {off['params']:,} {verdict}  [dim]({off['source']})[/]")
+    for note in r["notes"]:
+        con.print(f"note: {note}", highlight=False, markup=False)
+    _print_cost(con, r)
+    con.print("sources:")
+    for s in r["sources"]:
+        con.print(f"  - {s}", highlight=False, markup=False)
+    con.print(f"  - training tokens: {r['compute']['published_tokens_source']}",
+              highlight=False, markup=False)
+
+
+def _print_breakdown(con: Console, r: dict) -> None:
+    """The architecture in words and its count by component."""
+    a, p = r["architecture"], r["params"]
+    con.print(
+        f"architecture: vocab {a['vocab']:,}, d_model {a['d_model']}, layers {a['n_layer']}, "
+        f"heads {a['n_head']} (kv {a['n_kv_head']}, head_dim {a['head_dim']}), "
+        f"d_ff {a['d_ff']}{' gated' if a['gated_mlp'] else ''}, context {a['context']:,}, "
+        + ("learned positions" if a["learned_pos"] else "no position weights (rotary/none)")
+        + f", {'tied' if a['tied_embeddings'] else 'untied'} unembedding, {a['norm']}"
+        + (", biases" if a["attn_bias"] or a["mlp_bias"] else ", no biases")
+        + (", post-norms" if a["post_norms"] else "") + (", qk-norm" if a["qk_norm"] else "")
+        + ("" if a["final_norm"] else ", no final norm"),
+        highlight=False,
+    )
+    t = Table(box=box.SIMPLE_HEAD)
+    t.add_column("component")
+    t.add_column("parameters", justify="right")
+    t.add_column("share", justify="right")
+    for k, v in p["breakdown"].items():
+        t.add_row(k, f"{v:,}", f"{v / p['total']:.1%}")
+    t.add_section()
+    t.add_row("embedding", f"{p['embedding']:,}", f"{p['embedding'] / p['total']:.1%}")
+    t.add_row("non-embedding", f"{p['nonembedding']:,}",
+              f"{p['nonembedding'] / p['total']:.1%}")
+    t.add_row("[bold]total[/]", f"[bold]{p['total']:,}[/]", "100%")
+    con.print(t)
+
+
+def _print_cost(con: Console, r: dict) -> None:
+    """Memory, training compute and time on this machine."""
+    mem, c, m = r["memory_bytes"], r["compute"], r.get("this_machine")
+    con.print(f"weights: {Z.fmt_bytes(mem['fp32'])} in fp32, {Z.fmt_bytes(mem['bf16'])} in "
+              f"bf16; training with AdamW in fp32: {Z.fmt_bytes(mem['adamw_fp32_train'])} "
+              "(16 bytes/param, activations not included)")
+    for label, key in (("published", "published"), ("--tokens", "given"),
+                       ("20 per parameter", "chinchilla")):
+        e = c.get(key)
+        if not e:
+            continue
+        here = f" = {Z.fmt_duration(e['seconds_here'])} on this machine" if m else ""
+        con.print(f"training on {Z.fmt_tokens(e['tokens'])} tokens ({label}): "
+                  f"C = 6ND = {Z.fmt_flop(e['flop'])} FLOP{here}", highlight=False)
+    if m:
+        con.print(f"this machine: {Z.fmt_rate(m['peak_flops'])} measured fp32 matmul peak x "
+                  f"MFU {m['mfu']:g} ({m['mfu_source']}) = {Z.fmt_rate(m['sustained_flops'])}",
+                  highlight=False)
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True,
+              help="print JSON (one model with NAME, else every row)")
+@MFU_OPTION
+def zoo(name: str | None, as_json: bool, mfu: float | None) -> None:
+    """Published models: exact counts, memory, compute.
+
+    GPT-1 to Llama 3.1 405B, each counted from its architecture and checked against its
+    released weights; weight memory, AdamW training memory, training FLOP and the time
+    this machine would take.
+
+    NAME shows one row in full, e.g. gpt2-small, gpt3-175b, llama-3.1-8b, gemma-2b
+    (case-insensitive; Hugging Face ids work too).
+    """
+    row = Z.find(name) if name is not None else None  # a bad name fails before measuring
+    if isinstance(row, Z.Reported):
+        r = Z.reported_report(row)
+        if as_json:
+            _echo_json(r)
+        else:
+            con = _console()
+            con.print(f"[bold]{row.name}[/]: {row.figure} {row.unit}  "
+                      f"[yellow]({Z.KIND_LABELS[row.kind]})[/]")
+            con.print(f"source: {row.source}", highlight=False)
+            if row.note:
+                con.print(f"note: {row.note}", highlight=False)
+            if row.command:
+                con.print(f"try: [bold]{row.command}[/]")
+        return
+    tp = Z.throughput(mfu)
+    if row is not None:
+        r = Z.model_report(row, tp)
+        _echo_json(r) if as_json else _print_model(r)
+    elif as_json:
+        _echo_json({
+            "models": [Z.model_report(m, tp) for m in Z.MODELS],
+            "reported": [Z.reported_report(x) for x in Z.REPORTED],
+        })
+    else:
+        _print_tables(tp)
+
+
+# --------------------------------------------------------------------------------------
+# knobsim count
+
+
+def _tokens(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return parse_count(value, what="--tokens")
+    except KnobsimError as e:  # name the option in the one error line
+        raise click.BadParameter(str(e), ctx=ctx, param=param) from None
+
+
+@click.command()
+@click.option("--like", metavar="MODEL",
+              help="start from a zoo model (e.g. llama-3.1-8b); other options override it")
+@click.option("--vocab", type=POSITIVE, help="vocabulary size in tokens")
+@click.option("--d-model", type=POSITIVE, help="residual stream width")
+@click.option("--layers", type=POSITIVE, help="decoder blocks")
+@click.option("--heads", type=POSITIVE, help="query heads")
+@click.option("--kv-heads", type=POSITIVE, help="key/value heads, GQA  [default: heads]")
+@click.option("--head-dim", type=POSITIVE, help="width per head  [default: d_model/heads]")
+@click.option("--d-ff", type=POSITIVE,
+              help="MLP hidden width, per branch when gated  [default: 4 x d_model]")
+@click.option("--gated/--no-gated", default=None,
+              help="gated MLP (SwiGLU/GeGLU: 3 matrices)  [default: no]")
+@click.option("--context", type=POSITIVE,
+              help="max sequence length; counts only with --pos learned  [default: 1024]")
+@click.option("--pos", type=click.Choice(["learned", "rotary", "none"]), default=None,
+              help="position encoding; only learned has weights  [default: learned]")
+@click.option("--tied/--untied", default=None,
+              help="unembedding shares the token embedding  [default: tied]")
+@click.option("--bias/--no-bias", default=None,
+              help="biases in attention and MLP  [default: bias]")
+@click.option("--norm", type=click.Choice(["layernorm", "rmsnorm"]), default=None,
+              help="layernorm has scale and bias, rmsnorm scale only  [default: layernorm]")
+@click.option("--post-norms/--no-post-norms", default=None,
+              help="extra norms after attention and MLP (Gemma 2)  [default: no]")
+@click.option("--qk-norm/--no-qk-norm", default=None,
+              help="RMSNorm on queries and keys per head  [default: no]")
+@click.option("--final-norm/--no-final-norm", default=None,
+              help="a norm before the unembedding (GPT-1 has none)  [default: yes]")
+@click.option("--tokens", callback=_tokens, metavar="COUNT",
+              help="training tokens for the compute line, e.g. 300B or 1e9 "
+              "(20 per parameter is always shown)")
+@MFU_OPTION
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def count(like, vocab, d_model, layers, heads, kv_heads, head_dim, d_ff, gated, context,
+          pos, tied, bias, norm, post_norms, qk_norm, final_norm, tokens, mfu, as_json):
+    """Count the parameters of any decoder-only transformer, exactly.
+
+    Give the dimensions (--vocab --d-model --layers --heads at least), or start from a
+    published model with --like and change what you want. Example, GPT-2 small:
+
+        knobsim count --vocab 50257 --d-model 768 --layers 12 --heads 12
+    """
+    base: dict = {}
+    if like is not None:
+        row = Z.find(like)
+        if not isinstance(row, Z.Model):
+            raise click.BadParameter(f"'{like}' has no published architecture",
+                                     param_hint="--like")
+        base = Z.spec_dict(row.spec)
+        # A head width that was d_model/heads follows new dimensions; one fixed by design
+        # (Gemma's 256) stays. Kept KV heads that no longer divide the heads are an error.
+        s = row.spec
+        if (heads is not None or d_model is not None) and s.hd * s.n_head == s.d_model:
+            base["head_dim"] = None
+    given = {
+        "vocab": vocab, "d_model": d_model, "n_layer": layers, "n_head": heads,
+        "n_kv_head": kv_heads, "head_dim": head_dim, "d_ff": d_ff, "gated_mlp": gated,
+        "context": context, "tied_embeddings": tied, "norm": norm, "post_norms": post_norms,
+        "qk_norm": qk_norm, "final_norm": final_norm,
+        "learned_pos": None if pos is None else pos == "learned",
+        "attn_bias": bias, "mlp_bias": bias,
+    }
+    fields = base | {k: v for k, v in given.items() if v is not None}
+    for f, opt in (("vocab", "--vocab"), ("d_model", "--d-model"), ("n_layer", "--layers"),
+                   ("n_head", "--heads")):
+        if f not in fields:
+            raise click.UsageError(f"missing {opt}: give it, or start from a published "
+                                   "model with --like (e.g. --like gpt2-small)")
+    fields.setdefault("d_ff", 4 * fields["d_model"])  # the GPT convention
+    spec = Z.make_spec(**fields)
+    r = Z.count_report(spec, tokens=tokens, tp=Z.throughput(mfu))
+    if as_json:
+        _echo_json(r)
+    else:
+        con = _console()
+        _print_breakdown(con, r)
+        _print_cost(con, r)
