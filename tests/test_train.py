@@ -1,6 +1,7 @@
 """The training step: scanned chunk == steps one by one, one compile, determinism, learning."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -22,11 +23,11 @@ def _setup(**kw):
 
 def test_scanned_chunk_equals_steps_one_by_one():
     cfg, tables, progs = _setup()
-    s_scan, m_scan = progs.chunk(T.init_state(cfg, progs), tables, 4)
+    s_scan, m_scan = progs.chunk(T.init_state(cfg, progs), tables, None, 4)
     s_step = T.init_state(cfg, progs)
     losses = []
     for _ in range(4):
-        s_step, m = progs.step(s_step, tables)
+        s_step, m = progs.step(s_step, tables, None)
         losses.append(float(m["loss"]))
     np.testing.assert_allclose(np.asarray(m_scan["loss"]), losses, rtol=1e-5)
     for a, b in zip(jax.tree.leaves(s_scan.params), jax.tree.leaves(s_step.params)):
@@ -39,13 +40,13 @@ def test_chunk_compiles_once_per_shape():
     state = T.init_state(cfg, progs)
     before = T.TRACE_COUNT["train_step"]
     for _ in range(3):
-        state, _ = progs.chunk(state, tables, 4)
+        state, _ = progs.chunk(state, tables, None, 4)
     assert T.TRACE_COUNT["train_step"] - before == 1
 
 
 def test_learning_rate_is_read_from_the_optimizer_state():
     cfg, tables, progs = _setup(steps=20, warmup=10, chunk=5)
-    state, m = progs.chunk(T.init_state(cfg, progs), tables, 5)
+    state, m = progs.chunk(T.init_state(cfg, progs), tables, None, 5)
     lrs = np.asarray(m["lr"])
     assert np.all(np.diff(lrs) > 0)  # warming up
     assert float(current_lr(state.opt_state)) == pytest.approx(lrs[-1])
@@ -89,3 +90,32 @@ def test_pick_chunk_prefers_divisors():
     assert T.pick_chunk(488, 12) == 8
     assert T.pick_chunk(100, 25) == 25
     assert T.pick_chunk(7, 40) == 7
+
+
+def test_vmapped_seeds_match_seeds_trained_alone():
+    cfg = T.plan_run(params=2000, steps=12, batch=4, seq=16, chunk=4, check_memory=False)
+    together = T.train_seeds(cfg, [0, 1])
+    alone = [T.train(T.plan_run(params=2000, steps=12, batch=4, seq=16, chunk=4, seed=s,
+                                check_memory=False)) for s in (0, 1)]
+    for a, b in zip(together, alone):
+        assert a["seed"] == b["seed"]
+        assert a["final_eval_loss"] == pytest.approx(b["final_eval_loss"], rel=1e-4)
+    assert together[0]["final_eval_loss"] != together[1]["final_eval_loss"]
+
+
+def test_finite_pool_repeats_data_and_overfits():
+    """With a pool smaller than the run, the model sees the same text again (epochs) and
+    its train loss falls below its eval loss; with unlimited data it does not."""
+    common = dict(params=20_000, steps=120, batch=8, seq=32, lr=1e-2, check_memory=False)
+    pooled = T.train(T.plan_run(pool_tokens=8 * 32 * 2, **common))  # 2 steps' worth, 60 epochs
+    assert pooled["epochs"] == pytest.approx(60)
+    assert pooled["final_train_loss"] < pooled["final_eval_loss"] - 0.3
+
+
+def test_pool_batches_cover_each_epoch_once():
+    key = jax.random.key(5)
+    n_pool, batch = 10, 4  # batches straddle epochs: 10 rows, 4 per step
+    rows = np.concatenate([np.asarray(T.pool_rows(key, jnp.int32(s), batch, n_pool)) for s in range(10)])
+    for e in range(4):
+        assert sorted(rows[e * n_pool:(e + 1) * n_pool]) == list(range(n_pool))
+    assert not np.array_equal(rows[:n_pool], rows[n_pool:2 * n_pool])  # reshuffled per epoch

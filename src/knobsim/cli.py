@@ -20,25 +20,28 @@ def cli():
     and watch loss scale and knobs move."""
 
 
-def _register_commands():
-    # Imported here so that `knobsim --help` stays fast and each command lives in its module.
-    from knobsim import cli_train
+# (module, command) pairs; each command lives in its own module and is imported only when
+# the CLI starts. A module that does not exist yet is skipped; one that fails to import fails.
+COMMANDS = [
+    ("knobsim.cli_train", "train"),
+    ("knobsim.cli_train", "data"),
+    ("knobsim.cli_sweep", "sweep"),
+    ("knobsim.cli_fit", "fit"),
+    ("knobsim.cli_watch", "watch"),
+    ("knobsim.cli_watch", "finetune"),
+    ("knobsim.cli_zoo", "zoo"),
+    ("knobsim.cli_zoo", "count"),
+]
 
-    cli.add_command(cli_train.train)
-    cli.add_command(cli_train.data)
-    try:
-        from knobsim import cli_zoo
-    except ImportError:
-        pass
-    else:
-        cli.add_command(cli_zoo.zoo)
-        cli.add_command(cli_zoo.count)
-    try:
-        from knobsim import cli_fit
-    except ImportError:
-        pass
-    else:
-        cli.add_command(cli_fit.fit)
+
+def _register_commands():
+    import importlib
+    import importlib.util
+
+    for module, name in COMMANDS:
+        if name in cli.commands or importlib.util.find_spec(module) is None:
+            continue
+        cli.add_command(getattr(importlib.import_module(module), name))
 
 
 # click >= 8.2 raises this when a group is called without arguments (after printing help).

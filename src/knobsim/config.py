@@ -98,7 +98,9 @@ class TrainConfig:
     steps: int = 100  # optimizer steps
     chunk: int = 25  # steps per jitted call (lax.scan); the host sees chunks only
     eval_every: int = 100  # steps between evaluations (rounded to chunk boundaries)
-    eval_batches: int = 8  # fixed eval set: eval_batches x batch x seq tokens
+    eval_seqs: int = 256  # fixed eval set of sequences, drawn from the language's own stream
+    pool_tokens: int = 0  # finite-data mode: a fixed pool of this many tokens repeated in
+    #                       epochs (0 = a fresh sample every step, data effectively unlimited)
 
     @property
     def tokens_per_step(self) -> int:

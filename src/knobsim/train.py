@@ -67,10 +67,28 @@ class Programs:
     """The compiled pieces of one run: built once per (model shape, batch, seq, steps)."""
 
     init: Callable  # key -> params
-    chunk: Callable  # (state, tables, n_steps) -> (state, metrics[K])
-    step: Callable  # (state, tables) -> (state, metrics): the same step, unscanned
+    chunk: Callable  # (state, tables, pool, n_steps) -> (state, metrics[K])
+    step: Callable  # (state, tables, pool) -> (state, metrics): the same step, unscanned
     eval_loss: Callable  # (params, eval_tokens) -> loss
     tx: optax.GradientTransformation
+    chunk_many: Callable  # chunk vmapped over a leading seed axis of the state
+    eval_many: Callable  # eval_loss vmapped over a leading seed axis of params
+
+
+def pool_rows(key: jax.Array, step: jax.Array, batch: int, n_pool: int) -> jax.Array:
+    """Finite data: the pool rows of step ``step``. The pool is read in epochs, each epoch
+    in its own seeded order, so every row is seen once per epoch; a batch that straddles
+    two epochs takes the rest from the next epoch's order."""
+    pos = step * batch + jnp.arange(batch)
+    epoch = pos // n_pool
+    # Two candidate orders (this step's first epoch and the next) cover any straddle.
+    e0 = (step * batch) // n_pool
+    perm0 = jax.random.permutation(jax.random.fold_in(key, -1 - e0), n_pool)
+    perm1 = jax.random.permutation(jax.random.fold_in(key, -2 - e0), n_pool)
+    return jnp.where(epoch == e0, perm0[pos % n_pool], perm1[pos % n_pool])
+
+
+EVAL_BATCH = 32  # sequences per evaluation forward pass (bounds eval memory)
 
 
 def build_programs(cfg: RunConfig, n_words: int) -> Programs:
@@ -80,9 +98,15 @@ def build_programs(cfg: RunConfig, n_words: int) -> Programs:
     tx = make_optimizer(cfg.optim, cfg.train.steps)
     b, t = cfg.train.batch, cfg.train.seq
 
-    def train_step(state: TrainState, tables: Tables):
+    def batch_for(state: TrainState, tables: Tables, pool):
+        key = jax.random.fold_in(state.key, state.step)
+        if pool is None:  # unlimited data: a fresh window of the language every step
+            return sample_batch(tables, key, b, t, n_words)
+        return pool[pool_rows(state.key, state.step, b, pool.shape[0])]
+
+    def train_step(state: TrainState, tables: Tables, pool=None):
         TRACE_COUNT["train_step"] += 1
-        tokens = sample_batch(tables, jax.random.fold_in(state.key, state.step), b, t, n_words)
+        tokens = batch_for(state, tables, pool)
         loss, grads = jax.value_and_grad(loss_fn)(state.params, tokens, apply)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -95,8 +119,8 @@ def build_programs(cfg: RunConfig, n_words: int) -> Programs:
         }
         return TrainState(state.step + 1, params, opt_state, state.key), metrics
 
-    def chunk(state, tables, n_steps):
-        return jax.lax.scan(lambda s, _: train_step(s, tables), state, None, length=n_steps)
+    def chunk(state, tables, pool, n_steps):
+        return jax.lax.scan(lambda s, _: train_step(s, tables, pool), state, None, length=n_steps)
 
     def eval_loss(params, eval_tokens_EBT1):
         losses = jax.lax.map(lambda tok: loss_fn(params, tok, apply), eval_tokens_EBT1)
@@ -104,32 +128,47 @@ def build_programs(cfg: RunConfig, n_words: int) -> Programs:
 
     return Programs(
         init=jax.jit(functools.partial(fam.init, shape=shape)),
-        chunk=jax.jit(chunk, static_argnums=2, donate_argnums=0),
+        chunk=jax.jit(chunk, static_argnums=3, donate_argnums=0),
         step=jax.jit(train_step),
         eval_loss=jax.jit(eval_loss),
         tx=tx,
+        chunk_many=jax.jit(jax.vmap(chunk, in_axes=(0, None, None, None)), static_argnums=3,
+                           donate_argnums=0),
+        eval_many=jax.jit(jax.vmap(eval_loss, in_axes=(0, None))),
     )
 
 
 def seed_keys(seed: int) -> dict[str, jax.Array]:
-    """Independent streams from one seed: init, training data, evaluation data."""
+    """Independent streams from one training seed: init, training data, the data pool."""
     root = jax.random.key(seed)
     return {"init": jax.random.fold_in(root, 0), "data": jax.random.fold_in(root, 1),
-            "eval": jax.random.fold_in(root, 2)}
+            "pool": jax.random.fold_in(root, 3)}
 
 
-def init_state(cfg: RunConfig, progs: Programs) -> TrainState:
-    keys = seed_keys(cfg.train.seed)
+def init_state(cfg: RunConfig, progs: Programs, seed: int | None = None) -> TrainState:
+    keys = seed_keys(cfg.train.seed if seed is None else seed)
     params = progs.init(keys["init"])
     return TrainState(jnp.zeros((), jnp.int32), params, progs.tx.init(params), keys["data"])
 
 
 def eval_tokens(cfg: RunConfig, tables: Tables, n_words: int) -> jax.Array:
-    """A fixed evaluation set (E, B, T+1) from the eval stream, the same at every eval."""
-    key = seed_keys(cfg.train.seed)["eval"]
-    keys = jax.random.split(key, cfg.train.eval_batches)
-    b, t = cfg.train.batch, cfg.train.seq
-    return jax.jit(jax.vmap(lambda k: sample_batch(tables, k, b, t, n_words)))(keys)
+    """The fixed evaluation set, (E, 32, T+1): drawn from the *language's* eval stream, so
+    every run on one language and sequence length is scored on the same text, whatever its
+    seed or batch (comparisons across sizes and seeds carry no eval-set noise)."""
+    key = jax.random.fold_in(jax.random.key(cfg.language.seed), 0xE7A1)
+    n_batches = max(1, cfg.train.eval_seqs // EVAL_BATCH)
+    keys = jax.random.split(key, n_batches)
+    t = cfg.train.seq
+    return jax.jit(jax.vmap(lambda k: sample_batch(tables, k, EVAL_BATCH, t, n_words)))(keys)
+
+
+def data_pool(cfg: RunConfig, tables: Tables, n_words: int, seed: int | None = None):
+    """Finite-data mode: ceil(pool_tokens / seq) sequences drawn once, or None."""
+    if not cfg.train.pool_tokens:
+        return None
+    n_seqs = max(cfg.train.batch, math.ceil(cfg.train.pool_tokens / cfg.train.seq))
+    key = seed_keys(cfg.train.seed if seed is None else seed)["pool"]
+    return jax.jit(sample_batch, static_argnums=(2, 3, 4))(tables, key, n_seqs, cfg.train.seq, n_words)
 
 
 def flat_params(params) -> dict[str, np.ndarray]:
@@ -173,6 +212,7 @@ def plan_run(
     seed: int = 0,
     warmup: int | None = None,
     chunk: int | None = None,
+    pool_tokens: int = 0,
     eval_every: int | None = None,
     language: LanguageConfig = LanguageConfig(),
     check_memory: bool = True,
@@ -197,6 +237,8 @@ def plan_run(
         steps = math.ceil(tokens / per_step)
     if steps < 1:
         raise KnobsimError(f"--steps must be at least 1, got {steps}")
+    if pool_tokens and pool_tokens < seq:
+        raise KnobsimError(f"--pool-tokens {pool_tokens:,} is less than one sequence of {seq}; ask for more")
     if lr is None:
         lr = default_lr(arch, count.total)
     if not (math.isfinite(lr) and lr > 0):
@@ -218,7 +260,8 @@ def plan_run(
         model=ModelConfig(arch=arch, budget=params, shape=shape,
                           n_params_total=count.total, n_params_nonembedding=count.nonembedding),
         optim=OptimConfig(lr=float(lr), warmup_steps=warmup if warmup is not None else min(100, max(1, steps // 10))),
-        train=TrainConfig(seed=seed, batch=batch, seq=seq, steps=steps, chunk=k, eval_every=ev),
+        train=TrainConfig(seed=seed, batch=batch, seq=seq, steps=steps, chunk=k, eval_every=ev,
+                          pool_tokens=pool_tokens),
     )
 
 
@@ -257,86 +300,132 @@ def train(
     lang: Language | None = None,
 ) -> dict:
     """Train ``cfg``; write to ``run`` (a record.RunDir) if given; return the summary."""
+    return _train(cfg, [cfg.train.seed], [run], on_chunk, lang, vmapped=False)[0]
+
+
+def train_seeds(
+    cfg: RunConfig,
+    seeds: list[int],
+    runs: list | None = None,
+    on_chunk: Callable[[ChunkReport], None] | None = None,
+    lang: Language | None = None,
+) -> list[dict]:
+    """Train one config under several seeds at once: one compiled program, the train state
+    vmapped over a leading seed axis. Returns one summary per seed (each run's config.json
+    records its own seed). Whether this beats seeds one after another depends on the size:
+    benchmarks/bench_seeds.py measures it."""
+    runs = runs or [None] * len(seeds)
+    return _train(cfg, list(seeds), runs, on_chunk, lang, vmapped=True)
+
+
+def _train(cfg, seeds, runs, on_chunk, lang, vmapped):
     t_start = time.perf_counter()
     lang = lang or build_language(cfg.language)
     tables = device_tables(lang)
     n_words = words_needed(lang, cfg.train.seq)
     progs = build_programs(cfg, n_words)
-    state = init_state(cfg, progs)
-    ev_tokens = eval_tokens(cfg, tables, n_words)
     tc = cfg.train
     per_step = tc.tokens_per_step
+    cfgs = [dataclasses.replace(cfg, train=dataclasses.replace(tc, seed=sd)) for sd in seeds]
+    states = [init_state(cfg, progs, seed=sd) for sd in seeds]
+    pools = [data_pool(cfg, tables, n_words, seed=sd) for sd in seeds]
+    if vmapped:
+        if tc.pool_tokens and len(seeds) > 1:
+            raise KnobsimError("finite-data pools are per seed; train seeds one by one with a pool")
+        state = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+        chunk_fn, eval_fn = progs.chunk_many, progs.eval_many
+    else:
+        (state,) = states
+        chunk_fn, eval_fn = progs.chunk, progs.eval_loss
+    pool = pools[0]
+    ev_tokens = eval_tokens(cfg, tables, n_words)
 
-    if run is not None:
-        run.write_config(cfg.to_dict())
-    first_eval = float(progs.eval_loss(state.params, ev_tokens))
-    if run is not None:
-        run.append_metrics([{"step": 0, "tokens": 0, "eval_loss": first_eval}])
+    def evaluate(params) -> np.ndarray:
+        return np.atleast_1d(np.asarray(jax.device_get(eval_fn(params, ev_tokens)), dtype=np.float64))
 
-    step, last_eval, chunk_losses = 0, first_eval, []
+    for c, run in zip(cfgs, runs):
+        if run is not None:
+            run.write_config(c.to_dict())
+    first_eval = evaluate(state.params)
+    for i, run in enumerate(runs):
+        if run is not None:
+            run.append_metrics([{"step": 0, "tokens": 0, "eval_loss": first_eval[i]}])
+
+    step, last_eval, chunk_losses = 0, first_eval, None
     steady_tokens, steady_s = 0, 0.0
     while step < tc.steps:
         n = min(tc.chunk, tc.steps - step)
         t0 = time.perf_counter()
-        state, metrics = progs.chunk(state, tables, n)
+        state, metrics = chunk_fn(state, tables, pool, n)
         metrics = jax.device_get(metrics)  # the one host sync per chunk
+        metrics = {k: np.asarray(v).reshape(len(seeds), n) for k, v in metrics.items()}
         dt = time.perf_counter() - t0
         if step > 0:  # the first chunk includes compilation
-            steady_tokens += n * per_step
+            steady_tokens += n * per_step * len(seeds)
             steady_s += dt
         step += n
-        rows = [
-            {"step": step - n + i + 1, "tokens": (step - n + i + 1) * per_step,
-             **{k: float(v[i]) for k, v in metrics.items()}}
-            for i in range(n)
-        ]
-        if not np.all(np.isfinite(metrics["loss"])):
-            bad = rows[int(np.argmin(np.isfinite(metrics["loss"])))]["step"]
+        ev = None
+        if step % tc.eval_every == 0 or step == tc.steps:
+            ev = last_eval = evaluate(state.params)
+        for i, run in enumerate(runs):
+            rows = [
+                {"step": step - n + j + 1, "tokens": (step - n + j + 1) * per_step,
+                 **{k: float(v[i, j]) for k, v in metrics.items()}}
+                for j in range(n)
+            ]
+            if ev is not None:
+                rows[-1]["eval_loss"] = float(ev[i])
             if run is not None:
                 run.append_metrics(rows)
+        if not np.all(np.isfinite(metrics["loss"])):
+            bad = int(np.min(np.where(~np.isfinite(metrics["loss"]))[1])) + step - n + 1
             raise KnobsimError(
                 f"training diverged: loss is not finite at step {bad} (lr {cfg.optim.lr:g}); "
                 "try a smaller --lr", exit_code=3)
-        ev = None
-        if step % tc.eval_every == 0 or step == tc.steps:
-            ev = last_eval = float(progs.eval_loss(state.params, ev_tokens))
-            rows[-1]["eval_loss"] = ev
-        if run is not None:
-            run.append_metrics(rows)
-        chunk_losses = metrics["loss"]
-        tps = steady_tokens / steady_s if steady_s > 0 else n * per_step / dt
+        chunk_losses = metrics["loss"].mean(axis=1)
+        tps = steady_tokens / steady_s if steady_s > 0 else n * per_step * len(seeds) / dt
         if on_chunk is not None:
-            on_chunk(ChunkReport(step, tc.steps, step * per_step, float(np.mean(chunk_losses)), tps, ev))
+            on_chunk(ChunkReport(step, tc.steps, step * per_step, float(np.mean(chunk_losses)), tps,
+                                 None if ev is None else float(np.mean(ev))))
 
     wall = time.perf_counter() - t_start
-    tokens_per_s = steady_tokens / steady_s if steady_s > 0 else tc.tokens / wall
+    tokens_per_s = steady_tokens / steady_s if steady_s > 0 else tc.tokens * len(seeds) / wall
     peak = hardware.peak_flops()
     f6n, fattn = flops_per_token(cfg)
     floor = lang.entropy_rate
-    summary = {
-        "arch": cfg.model.arch,
-        "shape": cfg.model.shape,
-        "n_params_total": cfg.model.n_params_total,
-        "n_params_nonembedding": cfg.model.n_params_nonembedding,
-        "steps": tc.steps,
-        "tokens": tc.tokens,
-        "final_train_loss": float(np.mean(chunk_losses)),
-        "final_eval_loss": last_eval,
-        "initial_eval_loss": first_eval,
-        "entropy_floor": floor,
-        "gap_nats": last_eval - floor,
-        "gap_pct": 100.0 * (last_eval - floor) / floor,
-        "unigram_loss": lang.unigram_loss,
-        "bigram_loss": lang.bigram_loss,
-        "tokens_per_s": tokens_per_s,
-        "mfu": f6n * tokens_per_s / peak,
-        "mfu_with_attention": fattn * tokens_per_s / peak,
-        "peak_flops": peak,
-        "backend": jax.default_backend(),
-        "wall_s": wall,
-    }
-    if run is not None:
-        run.save_params(flat_params(state.params))
-        run.write_summary(summary)
-        run.close()
-    return summary
+    summaries = []
+    for i, (c, run) in enumerate(zip(cfgs, runs)):
+        summary = {
+            "arch": cfg.model.arch,
+            "shape": cfg.model.shape,
+            "n_params_total": cfg.model.n_params_total,
+            "n_params_nonembedding": cfg.model.n_params_nonembedding,
+            "seed": c.train.seed,
+            "steps": tc.steps,
+            "tokens": tc.tokens,
+            "pool_tokens": tc.pool_tokens,
+            "epochs": tc.tokens / tc.pool_tokens if tc.pool_tokens else None,
+            "final_train_loss": float(chunk_losses[i]),
+            "final_eval_loss": float(last_eval[i]),
+            "initial_eval_loss": float(first_eval[i]),
+            "entropy_floor": floor,
+            "gap_nats": float(last_eval[i]) - floor,
+            "gap_pct": 100.0 * (float(last_eval[i]) - floor) / floor,
+            "unigram_loss": lang.unigram_loss,
+            "bigram_loss": lang.bigram_loss,
+            "lr": cfg.optim.lr,
+            "tokens_per_s": tokens_per_s,  # all seeds together when vmapped
+            "mfu": f6n * tokens_per_s / peak,
+            "mfu_with_attention": fattn * tokens_per_s / peak,
+            "peak_flops": peak,
+            "backend": jax.default_backend(),
+            "n_seeds_together": len(seeds),
+            "wall_s": wall,
+        }
+        if run is not None:
+            params_i = jax.tree.map(lambda x: x[i], state.params) if vmapped else state.params
+            run.save_params(flat_params(params_i))
+            run.write_summary(summary)
+            run.close()
+        summaries.append(summary)
+    return summaries
