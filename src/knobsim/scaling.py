@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import ctypes
-import functools
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -267,38 +265,9 @@ def _predict_log(theta: np.ndarray, X: np.ndarray, e_fixed: float | None) -> np.
     return m + np.log(np.exp(T - m[:, None]).sum(axis=1))
 
 
-@functools.lru_cache(maxsize=1)
-def _openblas_thread_controls() -> tuple:
-    """(get, set) thread-count functions of every OpenBLAS loaded in this process (Linux)."""
-    found = []
-    try:
-        with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if "openblas" in line.lower() and ".so" in line}
-    except OSError:
-        return ()
-    names = [
-        (f"{pre}openblas_get_num_threads{suf}", f"{pre}openblas_set_num_threads{suf}")
-        for pre in ("scipy_", "")
-        for suf in ("64_", "_64_", "", "_")
-    ]
-    for path in sorted(paths):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for get_name, set_name in names:
-            if hasattr(lib, get_name) and hasattr(lib, set_name):
-                get, set_ = getattr(lib, get_name), getattr(lib, set_name)
-                get.restype, get.argtypes = ctypes.c_int, []
-                set_.restype, set_.argtypes = None, [ctypes.c_int]
-                found.append((get, set_))
-                break
-    return tuple(found)
-
-
 @contextlib.contextmanager
 def _one_blas_thread():
-    """Run OpenBLAS on one thread, then restore it.
+    """Run BLAS on one thread, then restore it (threadpoolctl does the bookkeeping).
 
     Since SciPy 1.15 L-BFGS-B calls LAPACK on its tiny (a few by a few) matrices; with
     OpenBLAS's worker threads spinning beside it, each call can cost 10-30x more on a busy
@@ -306,18 +275,10 @@ def _one_blas_thread():
     the cores; scipy/scipy#22438 reports the same and OPENBLAS_NUM_THREADS=1 as the fix).
     Our problems have 3 to 5 unknowns, so one thread is all they can use anyway.
     """
-    saved = []
-    for get, set_ in _openblas_thread_controls():
-        try:
-            saved.append((set_, get()))
-            set_(1)
-        except Exception:  # an exotic build without these entry points: run as it is
-            pass
-    try:
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
         yield
-    finally:
-        for set_, n in saved:
-            set_(n)
 
 
 def _minimise(theta0, args, options, scale=1.0):
