@@ -1,0 +1,201 @@
+"""Training throughput and MFU of knobsim against PyTorch on the same model: `make bench`.
+
+    python benchmarks/bench_train.py                   # sizes 1e4,1e5,1e6,1e7; 5 repeats
+    python benchmarks/bench_train.py --sizes 1e5 --repeats 3 --no-torch
+
+For each size, the knobsim transformer that `knobsim train --params N` builds is timed on
+whole scanned chunks (sampling on the device included), after one warm-up chunk that
+compiles. The same architecture (pre-LN GPT, tied embeddings with the 1/D readout,
+sinusoidal positions, GELU-tanh), batch, sequence length and optimizer (AdamW +
+global-norm clipping) is timed in PyTorch, eager and torch.compile, with the same number
+of threads, on pre-generated random tokens (so PyTorch is not charged for sampling).
+
+MFU = 6 N tokens/s / peak, the peak being the best fp32 matmul rate of numpy and JAX
+measured in the same run; "MFU+attn" adds 12 L T D FLOPs per token. Medians of --repeats.
+Writes benchmarks/results/bench_train-<host>.json and prints a table. Runtime: about 5 to
+10 minutes with PyTorch at the default sizes on a 2-core laptop.
+PyTorch is optional: `pip install -e '.[bench]'`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from knobsim import hardware
+from knobsim.config import parse_count
+from knobsim.data.language import VOCAB, build_language
+from knobsim.data.sampler import device_tables, words_needed
+from knobsim.train import build_programs, flops_per_token, init_state, plan_run
+
+
+def bench_knobsim(cfg, chunk_steps: int, repeats: int) -> list[float]:
+    lang = build_language(cfg.language)
+    tables = device_tables(lang)
+    progs = build_programs(cfg, words_needed(lang, cfg.train.seq))
+    state = init_state(cfg, progs)
+    state, m = progs.chunk(state, tables, None, chunk_steps)  # compile + warm up
+    jax.block_until_ready(m)
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        state, m = progs.chunk(state, tables, None, chunk_steps)
+        jax.block_until_ready(m)
+        out.append(chunk_steps * cfg.train.tokens_per_step / (time.perf_counter() - t0))
+    return out
+
+
+def torch_model(shape, seq):
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    d, f, h, n_layer = shape["d_model"], shape["d_ff"], shape["n_head"], shape["n_layer"]
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+            self.qkv, self.o = nn.Linear(d, 3 * d), nn.Linear(d, d)
+            self.fc_in, self.fc_out = nn.Linear(d, f), nn.Linear(f, d)
+
+        def forward(self, x):
+            b, t, _ = x.shape
+            q, k, v = self.qkv(self.ln1(x)).view(b, t, 3, h, d // h).permute(2, 0, 3, 1, 4)
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + self.o(a.transpose(1, 2).reshape(b, t, d))
+            return x + self.fc_out(F.gelu(self.fc_in(self.ln2(x)), approximate="tanh"))
+
+    class GPT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tok = nn.Embedding(VOCAB, d)
+            self.blocks = nn.ModuleList(Block() for _ in range(n_layer))
+            self.ln_f = nn.LayerNorm(d)
+            pos = torch.arange(seq)[:, None]
+            i = torch.arange(d)[None, :]
+            ang = pos / torch.pow(10_000.0, (2 * (i // 2)) / d)
+            self.register_buffer("pos", torch.where(i % 2 == 0, torch.sin(ang), torch.cos(ang)))
+
+        def forward(self, idx, targets):
+            x = self.tok(idx) + self.pos[: idx.shape[1]]
+            for blk in self.blocks:
+                x = blk(x)
+            logits = self.ln_f(x) @ self.tok.weight.T / d
+            return F.cross_entropy(logits.view(-1, VOCAB), targets.view(-1))
+
+    return GPT()
+
+
+def bench_torch(cfg, steps: int, repeats: int, compile_: bool) -> list[float] | None:
+    import torch
+
+    torch.manual_seed(0)
+    torch.set_num_threads(os.cpu_count() or 1)
+    model = torch_model(cfg.model.shape, cfg.train.seq)
+    n = sum(p.numel() for p in model.parameters())
+    assert n == cfg.model.n_params_total, (n, cfg.model.n_params_total)  # same knobs
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=(0.9, 0.95), weight_decay=0.1)
+    b, t = cfg.train.batch, cfg.train.seq
+    data = torch.randint(0, VOCAB, (steps + 1, b, t + 1))
+
+    def step(tokens):
+        loss = model(tokens[:, :-1], tokens[:, 1:])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return loss
+
+    if compile_:
+        try:
+            step = torch.compile(step)
+        except Exception as e:  # pragma: no cover - depends on the toolchain
+            print(f"  torch.compile unavailable: {e}")
+            return None
+    step(data[0])  # warm up / compile
+    step(data[0])
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for s in range(steps):
+            step(data[s])
+        out.append(steps * b * t / (time.perf_counter() - t0))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="1e4,1e5,1e6,1e7")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+
+    try:
+        import torch  # noqa: F401
+        have_torch = not a.no_torch
+    except ImportError:
+        have_torch = False
+        print("PyTorch not installed (pip install -e '.[bench]'): knobsim only")
+
+    peak = hardware.measure_peak_flops(n=2048, repeats=6)
+    print(f"peak fp32 matmul: {peak['peak_flops'] / 1e9:.0f} GFLOP/s "
+          f"(numpy {peak['numpy_flops'] / 1e9:.0f}, JAX {peak['jax_flops'] / 1e9:.0f}); "
+          f"backend {jax.default_backend()}, {os.cpu_count()} cores")
+    rows = []
+    for size in a.sizes.split(","):
+        cfg = plan_run(params=parse_count(size), steps=1000, check_memory=True)
+        n = cfg.model.n_params_total
+        # Aim for ~2 s per timed repeat: fewer steps for bigger models.
+        per_step_flops = 6 * n * cfg.train.tokens_per_step
+        steps = int(min(200, max(2, 2 * peak["peak_flops"] * 0.3 / per_step_flops)))
+        row = {"budget": size, "n_params": n, "shape": cfg.model.shape, "steps_per_repeat": steps}
+        kn = bench_knobsim(cfg, steps, a.repeats)
+        row["knobsim_tokens_per_s"] = statistics.median(kn)
+        row["knobsim_all"] = kn
+        if have_torch:
+            eager = bench_torch(cfg, steps, a.repeats, compile_=False)
+            row["torch_eager_tokens_per_s"] = statistics.median(eager)
+            if not a.no_compile:
+                comp = bench_torch(cfg, steps, a.repeats, compile_=True)
+                row["torch_compile_tokens_per_s"] = statistics.median(comp) if comp else None
+        f6n, fattn = flops_per_token(cfg)
+        row["mfu"] = f6n * row["knobsim_tokens_per_s"] / peak["peak_flops"]
+        row["mfu_with_attention"] = fattn * row["knobsim_tokens_per_s"] / peak["peak_flops"]
+        best_torch = max([v for k, v in row.items() if k.startswith("torch_") and v] or [math.nan])
+        row["ratio_vs_best_torch"] = row["knobsim_tokens_per_s"] / best_torch
+        if "torch_eager_tokens_per_s" in row:
+            row["ratio_vs_torch_eager"] = row["knobsim_tokens_per_s"] / row["torch_eager_tokens_per_s"]
+        rows.append(row)
+        print(json.dumps({k: v for k, v in row.items() if k not in ("shape", "knobsim_all")}), flush=True)
+
+    print()
+    print(f"{'knobs':>11} {'knobsim tok/s':>14} {'MFU':>6} {'MFU+attn':>9} {'torch eager':>12} "
+          f"{'torch.compile':>14} {'x best torch':>13}")
+    for r in rows:
+        def f(k):
+            v = r.get(k)
+            return f"{v:,.0f}" if v else "-"
+        print(f"{r['n_params']:>11,} {f('knobsim_tokens_per_s'):>14} {100 * r['mfu']:>5.1f}% "
+              f"{100 * r['mfu_with_attention']:>8.1f}% {f('torch_eager_tokens_per_s'):>12} "
+              f"{f('torch_compile_tokens_per_s'):>14} {r['ratio_vs_best_torch']:>13.2f}")
+    out = Path(a.out or Path(__file__).parent / "results" / f"bench_train-{platform.node()}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": hardware.machine_id(), "peak": peak, "repeats": a.repeats,
+                               "date": time.strftime("%Y-%m-%d"), "rows": rows}, indent=1))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
