@@ -6,7 +6,6 @@ import pytest
 from knobsim.config import LanguageConfig
 from knobsim.data.language import build_language
 from knobsim.data.sampler import alias_table, decode, device_tables, encode, sample_batch, words_needed
-from knobsim.train import seed_keys
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +29,17 @@ def test_same_key_same_bits_other_key_other_text(setup):
 
 
 def test_eval_stream_is_separate_from_training(setup):
-    keys = seed_keys(0)
-    train = _sample(setup, jax.random.fold_in(keys["data"], 0))
-    ev = _sample(setup, keys["eval"])
-    assert not np.array_equal(train, ev)
+    from knobsim import train as T
+    cfg = T.plan_run(params=2000, steps=1, batch=8, seq=64, check_memory=False)
+    lang, tables, nw = setup
+    ev = np.asarray(T.eval_tokens(cfg, tables, nw))
+    assert ev.shape[1:] == (T.EVAL_BATCH, 65)
+    for seed in (0, 1):
+        train = _sample(setup, jax.random.fold_in(T.seed_keys(seed)["data"], 0))
+        assert not any(np.array_equal(train[0], e) for e in ev.reshape(-1, 65))
+    # The eval set belongs to the language, not to the training seed.
+    other = T.plan_run(params=2000, steps=1, batch=4, seq=64, seed=7, check_memory=False)
+    assert np.array_equal(ev, np.asarray(T.eval_tokens(other, tables, nw)))
 
 
 def test_rows_are_lexicon_words_separated_by_spaces(setup):
