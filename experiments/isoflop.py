@@ -1,0 +1,200 @@
+"""IsoFLOP profiles: the compute-optimal model size N_opt(C), two ways.
+
+    python experiments/isoflop.py --quick     # 3 budgets 1e10..1e11 FLOP x 6 sizes, 1 seed: ~4 min
+    python experiments/isoflop.py             # 4 budgets 1e11..3e12 x 7 sizes, 2 seeds: ~1 h (estimate)
+
+Hoffmann et al. (2022, "Chinchilla"), approach 2: at each compute budget C = 6 N D, train
+models of several sizes N, each on D = C / (6N) tokens, and fit a parabola to the final
+loss against log N. Its vertex is N_opt(C); a line through log N_opt against log C gives
+N_opt ∝ C^a. The interval on a is a bootstrap over points: the runs of each budget are
+resampled with replacement, every parabola and the line refitted (resamples whose
+parabola opens downwards are dropped and counted).
+
+Approach 3 on the same runs: L(N, D) = E + A / N^alpha + B / D^beta fitted by
+knobsim.scaling.fit_chinchilla (Huber on log loss, L-BFGS from Hoffmann et al.'s grid,
+bootstrap intervals), whose frontier gives a = beta / (alpha + beta)
+(knobsim.scaling.compute_optimal). Chinchilla found a ≈ 0.5 both ways (approach 2: 0.49,
+approach 3: 0.46).
+
+Sizes at each budget are spread in log N around N_c = sqrt(C / 120) (20 tokens per
+parameter), from N_c / 16 to 4 N_c; sizes that would get fewer than MIN_STEPS steps are left
+out. N is the total count; D is rounded up to whole steps, and C = 6 N D is recomputed
+from what was trained.
+
+Writes to --out (default experiments/out/isoflop[-quick]):
+  sweep/          runs and results.csv (tag column = the budget)
+  isoflop.png     loss vs N per budget with parabolas | N_opt vs C, approaches 2 and 3
+  summary.json    a (approach 2) and interval, N_opt per budget, a (approach 3) and
+                  interval, the L(N,D) constants
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import _common as C
+from knobsim import plots as P
+from knobsim import scaling
+from knobsim import sweep as S
+from knobsim.data.language import VOCAB
+from knobsim.models import sizing
+
+MODES = {
+    "full": dict(budgets=[1e11, 3e11, 1e12, 3e12], k=7, seeds=2, boot=200),
+    "quick": dict(budgets=[1e10, 3e10, 1e11], k=6, seeds=1, boot=200),
+    "tiny": dict(budgets=[2e6, 6e6], k=3, seeds=1, boot=20),
+}
+SPAN = (1 / 16, 4.0)  # sizes from N_c / 16 to 4 N_c
+MIN_STEPS = 30
+MIN_BUDGET = 300  # the smallest transformer worth the name
+N_BOOT_A2 = 1000
+
+
+def points(mode: str):
+    m = MODES[mode]
+    sh = C.shape(mode)
+    per_step = sh["batch"] * sh["seq"]
+    pts = []
+    for c in m["budgets"]:
+        nc = np.sqrt(c / 120.0)
+        lo = max(MIN_BUDGET if mode != "tiny" else 150, nc * SPAN[0])
+        for b in sorted({round(x) for x in np.geomspace(lo, nc * SPAN[1], m["k"])}):
+            n = sizing.count_params("transformer", sizing.shape_for_budget("transformer", b, VOCAB, sh["seq"])).total
+            d = round(c / (6 * n))
+            if d < MIN_STEPS * per_step and mode != "tiny":
+                continue
+            d = max(d, per_step)
+            for s in range(m["seeds"]):
+                pts.append(S.Point(budget=b, tokens=d, seed=s, tag=f"C={c:.3g}"))
+    return pts
+
+
+def vertex(logn: np.ndarray, loss: np.ndarray):
+    """(log10 N_opt, curvature) of the parabola loss = a x^2 + b x + c, x = log10 N."""
+    if np.unique(logn).size < 3:
+        return np.nan, np.nan
+    a2, b2, _ = np.polyfit(logn, loss, 2)
+    if a2 <= 0:
+        return np.nan, a2
+    return -b2 / (2 * a2), a2
+
+
+def approach2(groups: dict, rng, n_boot: int):
+    """groups: C -> (log10 N (R,), loss (R,)). Returns per-budget vertices, the exponent a,
+    its bootstrap interval, the bootstrap's kept share, and the per-budget N_opt intervals."""
+    cs = sorted(groups)
+    xs = {c: vertex(*groups[c])[0] for c in cs}
+    ok = [c for c in cs if np.isfinite(xs[c])]
+
+    def line(cc, vv):
+        return np.polyfit(np.log10(cc), vv, 1) if len(cc) >= 2 else (np.nan, np.nan)
+
+    a, b0 = line(np.array(ok), np.array([xs[c] for c in ok]))
+    boot_a, boot_x, kept = [], {c: [] for c in cs}, 0
+    for _ in range(n_boot):
+        v = {}
+        for c in cs:
+            ln, lo = groups[c]
+            idx = rng.integers(0, ln.size, ln.size)
+            v[c] = vertex(ln[idx], lo[idx])[0]
+        good = [c for c in cs if np.isfinite(v[c])]
+        for c in good:
+            boot_x[c].append(v[c])
+        if len(good) == len(cs):
+            kept += 1
+            boot_a.append(line(np.array(cs), np.array([v[c] for c in cs]))[0])
+    a_ci = tuple(np.percentile(boot_a, [2.5, 97.5])) if len(boot_a) >= 20 else None
+    n_ci = {c: (tuple(10 ** np.percentile(boot_x[c], [2.5, 97.5])) if len(boot_x[c]) >= 20 else None)
+            for c in cs}
+    return xs, float(a), float(b0), a_ci, kept / max(1, n_boot), n_ci
+
+
+def main():
+    a = C.parse(__doc__, "isoflop")
+    m = MODES[a.mode]
+    rows = C.run(points(a.mode), C.settings(a.mode), a.out / "sweep", a.quiet)
+    floor = rows[0]["entropy_floor"]
+    budgets = {}
+    for r in rows:
+        budgets.setdefault(float(r["tag"].split("=")[1]), []).append(r)
+    groups = {c: (np.log10([r["n_params_total"] for r in rs]), np.array([r["final_eval_loss"] for r in rs]))
+              for c, rs in budgets.items()}
+    rng = np.random.default_rng(0)
+    xs, a2, b2, a2_ci, kept, n_ci = approach2(groups, rng, 50 if a.mode == "tiny" else N_BOOT_A2)
+
+    n = np.array([r["n_params_total"] for r in rows], float)
+    d = np.array([r["tokens"] for r in rows], float)
+    loss = np.array([r["final_eval_loss"] for r in rows], float)
+    fit3 = scaling.fit_chinchilla(n, d, loss, bootstrap=m["boot"],
+                                  grid="coarse" if a.mode == "tiny" else "chinchilla")
+    cs = np.array(sorted(budgets))
+    fr = scaling.compute_optimal(fit3, cs)
+
+    with P.style():
+        fig, (a1, ax2) = P.figure(ncols=2, width=11.0, height=4.6)
+        for k, c in enumerate(cs):
+            col = P.color(k)
+            rs = budgets[c]
+            P.points_by_n(a1, rs, color_=col, label=None)
+            ln, lo = groups[c]
+            if np.unique(ln).size >= 3:
+                coef = np.polyfit(ln, lo, 2)
+                g = np.linspace(ln.min() - 0.15, ln.max() + 0.15, 100)
+                a1.plot(10 ** g, np.polyval(coef, g), color=col, lw=1.3, label=f"C = {P.plain(c)} FLOP")
+            if np.isfinite(xs[c]):
+                a1.plot([10 ** xs[c]], [np.polyval(np.polyfit(ln, lo, 2), xs[c])], "*", color=col, ms=12,
+                        mec="k", mew=0.6, zorder=5)
+        a1.set_xscale("log")
+        a1.set_xlabel("parameters N (total)")
+        a1.set_ylabel("final eval loss (nats/char)")
+        a1.set_title("IsoFLOP profiles: parabola in log N, ★ = vertex")
+        a1.legend(loc="upper center")
+
+        ok = np.array([np.isfinite(xs[c]) for c in cs])
+        nopt = np.array([10 ** xs[c] if np.isfinite(xs[c]) else np.nan for c in cs])
+        err = np.array([[nopt[i] - n_ci[c][0], n_ci[c][1] - nopt[i]] if n_ci[c] and ok[i] else [0, 0]
+                        for i, c in enumerate(cs)]).T
+        ax2.errorbar(cs[ok], nopt[ok], yerr=err[:, ok], fmt="o", color=P.color(0), capsize=4,
+                     label="approach 2: parabola vertices (95% bootstrap)")
+        cg = np.geomspace(cs.min() / 2, cs.max() * 2, 50)
+        if np.isfinite(a2):
+            ci = f" [{a2_ci[0]:.2f}, {a2_ci[1]:.2f}]" if a2_ci else ""
+            ax2.plot(cg, 10 ** (b2 + a2 * np.log10(cg)), color=P.color(0), lw=1.4,
+                     label=f"approach 2: N_opt ∝ C^{a2:.2f}{ci}")
+        fr_g = scaling.compute_optimal(fit3, cg)
+        ci3 = fit3.ci.get("a")
+        ax2.plot(cg, fr_g.n_opt, "--", color=P.color(1),
+                 label=f"approach 3, L(N,D) fit: a = {fit3.a:.2f}"
+                       + (f" [{ci3[0]:.2f}, {ci3[1]:.2f}]" if ci3 else ""))
+        if np.isfinite(fr_g.n_opt_ci).all():
+            ax2.fill_between(cg, fr_g.n_opt_ci[:, 0], fr_g.n_opt_ci[:, 1], color=P.color(1), alpha=0.15, lw=0)
+        ax2.plot(cg, np.sqrt(cg / 120), ":", color="0.4", label="20 tokens per parameter")
+        P.loglog(ax2, "compute C = 6·N·D (FLOP)", "compute-optimal N_opt (total)",
+                 "Compute-optimal model size")
+        lows = [fr_g.n_opt.min()] + [n_ci[c][0] for c in cs if n_ci[c]] + list(nopt[ok])
+        lo_y = float(np.nanmin(lows))
+        ax2.set_ylim(lo_y / 3, np.sqrt(cg.max() / 120) * 30)  # headroom: the legend sits above the lines
+        ax2.legend(loc="upper left", fontsize=8)
+        fig.suptitle(f"IsoFLOP: {len(cs)} budgets, {len(rows)} runs "
+                     f"(batch {rows[0]['batch']} x {rows[0]['seq']}, lr rule); "
+                     f"floor {floor:.3f} nats/char", fontsize=11)
+        png = P.save(fig, a.out / "isoflop.png")
+
+    C.finish(a, {
+        "a_approach2": a2, "a_approach2_ci": a2_ci, "bootstrap_kept_share": kept,
+        "a_approach3": fit3.a, "a_approach3_ci": fit3.ci.get("a"),
+        "b_approach3": fit3.b, "b_approach3_ci": fit3.ci.get("b"),
+        "per_budget": [{
+            "C": float(c), "n_opt": float(10 ** xs[c]) if np.isfinite(xs[c]) else None,
+            "n_opt_ci": n_ci[c], "n_opt_interior": bool(np.isfinite(xs[c]) and
+                                                        groups[c][0].min() <= xs[c] <= groups[c][0].max()),
+            "d_opt": float(c / (6 * 10 ** xs[c])) if np.isfinite(xs[c]) else None,
+            "n_opt_approach3": float(fr.n_opt[i]), "n_opt_approach3_ci": fr.n_opt_ci[i].tolist(),
+            "sizes": sorted({int(r["n_params_total"]) for r in budgets[c]}),
+        } for i, c in enumerate(cs)],
+        "fit_nd": C.fit_dict(fit3), "entropy_floor": floor,
+    }, [png])
+
+
+if __name__ == "__main__":
+    main()

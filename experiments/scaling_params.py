@@ -1,0 +1,118 @@
+"""L(N): eval loss against parameter count, data effectively unlimited, 3 seeds.
+
+    python experiments/scaling_params.py --quick     # 6 sizes 1e3..3.2e5, 1M tokens each: ~4 min
+    python experiments/scaling_params.py             # 7 sizes 1e3..1e6, max(4M, 20 N) tokens: ~3 h (estimate)
+
+Every run samples fresh text from the language at every step (no repetition), so data is
+effectively unlimited; the token budget D is the same for every size in --quick (1M) and
+max(4M, 20 N) in the full mode. Two fits of L(N) = E + A / N^alpha over all runs (each
+seed a row), both by knobsim.scaling (Huber on log loss, L-BFGS, 200 bootstrap
+resamples): E free, and E fixed at the language's exact entropy rate (the floor no model
+can beat). N is the total knob count (embeddings included).
+
+Writes to --out (default experiments/out/scaling_params[-quick]):
+  sweep/                  the runs and results.csv (resumable)
+  scaling_params.png      L(N) with both fits and bands | L - floor, log-log
+  summary.json            alpha, alpha_ci, r2, E_fit, E_fit_ci, entropy_floor, n_min, n_max,
+                          and the same for the fit with E fixed (*_floor_fixed)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import _common as C
+from knobsim import plots as P
+from knobsim import scaling
+from knobsim import sweep as S
+
+MODES = {
+    # sizes, seeds, tokens per run (None: rule below), bootstrap resamples
+    "full": dict(sizes="1e3:1e6:7", seeds=3, tokens=None, boot=200),
+    "quick": dict(sizes="1e3:3.16e5:6", seeds=3, tokens=1_000_000, boot=200),
+    "tiny": dict(sizes="200,400,800", seeds=2, tokens=256, boot=20),
+}
+FULL_MIN_TOKENS = 4_000_000  # full mode: D = max(4M, 20 N), Chinchilla's 20 per knob above 2e5
+
+
+def points(mode: str):
+    m = MODES[mode]
+    sh = C.shape(mode)
+    if m["tokens"] is not None:
+        return S.sweep_points(S.parse_sizes(m["sizes"]), m["seeds"], tokens=m["tokens"], **sh)
+    pts = []
+    for b in S.parse_sizes(m["sizes"]):
+        pts += S.sweep_points([b], m["seeds"], tokens=max(FULL_MIN_TOKENS, 20 * b), **sh)
+    return pts
+
+
+def fits(rows, boot: int):
+    n = np.array([r["n_params_total"] for r in rows], float)
+    loss = np.array([r["final_eval_loss"] for r in rows], float)
+    floor = rows[0]["entropy_floor"]
+    free = scaling.fit_power_law(n, loss, var="n", bootstrap=boot)
+    fixed = scaling.fit_power_law(n, loss, var="n", floor=floor, bootstrap=boot)
+    return free, fixed, floor
+
+
+def figure(rows, free, fixed, floor, out, title):
+    with P.style():
+        fig, (a1, a2) = P.figure(ncols=2, width=11.0, height=4.4)
+        n_lo, n_hi = min(r["n_params_total"] for r in rows), max(r["n_params_total"] for r in rows)
+        grid = P.geomgrid(n_lo, n_hi, pad=1.5)
+        P.points_by_n(a1, rows)
+        P.fit_band(a1, free, grid, color_=P.color(1),
+                   label=f"E free: α = {P.fmt_ci(free.alpha, free.ci.get('alpha'))}, "
+                         f"E = {free.E:.3f}, R² = {free.r2:.3f}")
+        P.fit_band(a1, fixed, grid, color_=P.color(2), ls="--",
+                   label=f"E = floor: α = {P.fmt_ci(fixed.alpha, fixed.ci.get('alpha'))}, "
+                         f"R² = {fixed.r2:.3f}")
+        a1.axhline(floor, color="0.3", ls=":", lw=1.2, label=f"entropy floor {floor:.3f} (exact)")
+        P.loglog(a1, "parameters N (total, embeddings included)", "eval loss (nats/char)",
+                 "L(N) = E + A / N^α, 95% bootstrap bands")
+        a1.set_ylim(floor * 0.85, None)
+        a1.legend(loc="upper right")
+
+        # Right: the reducible part, L - floor: a straight line if the law holds with E = floor.
+        P.points_by_n(a2, rows, offset=floor, label="runs − floor (mean ± sd)")
+        P.fit_band(a2, fixed, grid, offset=floor, color_=P.color(2), ls="--",
+                   label=f"A / N^α with E = floor, α = {fixed.alpha:.3f}")
+        c_free, _, _ = P.law_band(free, grid, offset=floor)
+        a2.plot(grid, c_free, color=P.color(1), lw=1.2,
+                label=f"E-free fit − floor (its E − floor = {free.E - floor:+.3f})")
+        P.loglog(a2, "parameters N (total)", "eval loss − entropy floor (nats/char)",
+                 "Reducible loss, log-log")
+        a2.legend(loc="upper right")
+        fig.suptitle(title, fontsize=11)
+        return P.save(fig, out / "scaling_params.png")
+
+
+def main():
+    a = C.parse(__doc__, "scaling_params")
+    m = MODES[a.mode]
+    rows = C.run(points(a.mode), C.settings(a.mode), a.out / "sweep", a.quiet)
+    free, fixed, floor = fits(rows, m["boot"])
+    d = sorted({r["tokens"] for r in rows})
+    dtext = f"D = {d[0]:,} tokens" if len(d) == 1 else f"D = {d[0]:,}..{d[-1]:,} tokens"
+    title = (f"Loss vs parameters: {len({r['n_params_total'] for r in rows})} sizes x "
+             f"{len({r['seed'] for r in rows})} seeds, {dtext}, fresh text every step")
+    png = figure(rows, free, fixed, floor, a.out, title)
+    ns, mean, sd, k = P.seed_stats(rows)
+    C.finish(a, {
+        "alpha": free.alpha, "alpha_ci": free.ci.get("alpha"), "r2": free.r2,
+        "E_fit": free.E, "E_fit_ci": free.ci.get("E"), "A": free.A,
+        "entropy_floor": floor, "E_fit_minus_floor": free.E - floor,
+        "alpha_floor_fixed": fixed.alpha, "alpha_floor_fixed_ci": fixed.ci.get("alpha"),
+        "r2_floor_fixed": fixed.r2, "A_floor_fixed": fixed.A,
+        "n_min": int(ns.min()), "n_max": int(ns.max()),
+        "decades": float(np.log10(ns.max() / ns.min())),
+        "tokens": d, "seeds": sorted({r["seed"] for r in rows}),
+        "lr_rule": "optim.default_lr", "batch": rows[0]["batch"], "seq": rows[0]["seq"],
+        "per_size": [{"n_params": int(n), "loss_mean": float(mu), "loss_sd": float(s), "seeds": int(c)}
+                     for n, mu, s, c in zip(ns, mean, sd, k)],
+        "fit_free": C.fit_dict(free), "fit_floor_fixed": C.fit_dict(fixed),
+    }, [png])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""`knobsim sweep`: sizes x seeds, resumable, shardable, one results table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from knobsim.cli_train import Count, language_from, language_options
+from knobsim.errors import KnobsimError
+
+
+def _floats(text: str, what: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise KnobsimError(f"{what} {text!r} must be numbers separated by commas, e.g. 0.5,1,2") from None
+    if not vals:
+        raise KnobsimError(f"{what} is empty; e.g. 0.5,1,2")
+    return vals
+
+
+def _seeds(text: str) -> list[int]:
+    """'3' -> seeds 0, 1, 2; '0,4,7' -> those seeds."""
+    text = text.strip()
+    try:
+        if "," not in text:
+            n = int(text)
+            if n < 1:
+                raise ValueError
+            return list(range(n))
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise KnobsimError(
+            f"--seeds {text!r}: give a count (3 = seeds 0,1,2) or a list like 0,4,7"
+        ) from None
+
+
+@click.command()
+@click.option("--params", "sizes", required=True, metavar="RANGE|LIST",
+              help="Knob budgets: LOW:HIGH:COUNT log-spaced (1e3:1e6:8) or a list (1e3,1e4,1e5).")
+@click.option("--seeds", default="3", show_default=True, metavar="N|LIST",
+              help="Seeds per size: a count (3 = 0,1,2) or a list (0,4,7).")
+@click.option("--arch", type=click.Choice(["transformer", "mlp", "linear"]), default="transformer",
+              show_default=True, help="Model family.")
+@click.option("--tokens", type=Count(), default=None,
+              help="Training tokens per run, the same at every size.")
+@click.option("--tokens-per-param", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Training tokens = this x the exact knob count of each size (20: Chinchilla). "
+                   "Default without --tokens: train's rule (20 per knob within 1M..2M).")
+@click.option("--pool-tokens", type=Count(), default=None,
+              help="Finite data: a fixed pool of this many tokens, repeated in epochs.")
+@click.option("--batch", type=click.IntRange(1), default=32, show_default=True, help="Sequences per step.")
+@click.option("--seq", type=click.IntRange(2), default=128, show_default=True, help="Characters per sequence.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Peak learning rate for every size (default: the size-aware rule).")
+@click.option("--tune-lr", is_flag=True,
+              help="Per size, try the rule's lr x --lr-grid on a short budget and keep the best.")
+@click.option("--lr-grid", default=",".join(f"{f:g}" for f in (0.25, 0.5, 1, 2, 4)), show_default=True,
+              help="With --tune-lr: multiples of the rule's lr to try.")
+@click.option("--tune-fraction", type=click.FloatRange(0, 1, min_open=True), default=0.25,
+              show_default=True, help="With --tune-lr: tuning runs see this share of the tokens.")
+@click.option("--tune-only", is_flag=True,
+              help="Run only the lr grid (before sharded runs; it can be sharded itself).")
+@click.option("--shard", default=None, metavar="I/N",
+              help="Run every N-th run starting at I (0 <= I < N); a plain rerun merges the table.")
+@click.option("--vmap", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
+              help="Train a size's seeds in one vmapped program: auto = where the measured "
+                   "break-even (benchmarks/bench_seeds.py) says it is faster.")
+@click.option("--vmap-bench", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A bench_seeds.py JSON measured on this machine, for --vmap auto.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Sweep directory (default: sweeps/<arch>-<params>). Reruns resume it.")
+@click.option("--dry-run", is_flag=True, help="List the runs and what is finished; train nothing.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@language_options
+def sweep(sizes, seeds, arch, tokens, tokens_per_param, pool_tokens, batch, seq, lr, tune_lr,
+          lr_grid, tune_fraction, tune_only, shard, vmap, vmap_bench, out, dry_run, quiet, **lang_kw):
+    """Train every size x seed, skipping finished runs; write DIR/results.csv.
+
+    \b
+    Examples:
+      knobsim sweep --params 1e3:1e6:8 --seeds 3
+      knobsim sweep --params 1e3,1e4,1e5 --tokens-per-param 20 --tune-lr
+      knobsim sweep --params 1e3:1e5:5 --tokens 4M --pool-tokens 1M --out sweeps/finite
+      knobsim sweep --params 1e3:1e6:8 --shard $SLURM_ARRAY_TASK_ID/8   # then once more, plain
+
+    A run is finished when its directory has summary.json: rerun the same command to
+    resume after a kill. With --shard, each process trains every N-th run; a plain rerun
+    afterwards finds them all finished and writes the one merged table. The table has one
+    row per run; fit it with the `knobsim fit` line printed at the end.
+    """
+    from knobsim import sweep as S
+    from knobsim.config import format_count
+
+    budgets = S.parse_sizes(sizes)
+    shard_t = S.parse_shard(shard)
+    if lr is not None and tune_lr:
+        raise KnobsimError("give --lr or --tune-lr, not both")
+    if tune_only and not tune_lr:
+        raise KnobsimError("--tune-only runs the lr grid; add --tune-lr")
+    language = language_from(lang_kw)
+    points = S.sweep_points(budgets, _seeds(seeds), arch=arch, tokens=tokens,
+                            tokens_per_param=tokens_per_param, pool_tokens=pool_tokens or 0,
+                            lr=lr, batch=batch, seq=seq)
+    settings = S.Settings(arch=arch, batch=batch, seq=seq, language=language, tune_lr=tune_lr,
+                          lr_grid=_floats(lr_grid, "--lr-grid"), tune_fraction=tune_fraction,
+                          vmap=vmap, vmap_bench=vmap_bench, check_memory=not dry_run)
+    S.plan_all(points, settings)
+    if out is None:
+        name = f"{arch}-{sizes}".replace(":", "_").replace(",", "_").replace(".", "p")
+        out = Path("sweeps") / name
+    from knobsim.cli_train import _err_console
+
+    console = _err_console()
+    if dry_run:
+        _print_plan(console, S, points, settings, out, shard_t)
+        return
+    rep = S.Reporter() if quiet else S.RichReporter(console)
+    res = S.run_sweep(points, settings, out, shard=shard_t, reporter=rep, tune_only=tune_only)
+    what = "lr grid" if tune_only else "runs"
+    console.print(f"{what}: trained {res.trained}, already finished {res.skipped}; "
+                  f"table {res.table} ({len(res.rows)} rows)")
+    for key, lr_ in sorted(res.tuned.items()):
+        console.print(f"  tuned lr at {format_count(key[0])} knobs: {lr_:.3g}")
+    if not tune_only and res.rows:
+        console.print(f"fit it: {S.fit_hint(res.table)}", soft_wrap=True)
+
+
+def _print_plan(console, S, points, settings, out, shard):
+    from knobsim.config import format_count
+
+    mine = S.shard_points(points, shard)
+    console.print(f"{len(points)} runs in the sweep, {len(mine)} in this shard; out {out}")
+    for p in mine:
+        cfg = S._plan(p, settings, p.lr)
+        name = S.run_name(p, settings, p.lr)
+        done = (p.lr is not None or not settings.tune_lr) and (out / "runs" / name / "summary.json").is_file()
+        console.print(f"  N={cfg.model.n_params_total:>10,}  D={format_count(cfg.train.tokens):>6}  "
+                      f"seed {p.seed}  lr {'tuned' if settings.tune_lr and p.lr is None else f'{cfg.optim.lr:.3g}'}"
+                      f"  {'finished' if done else 'to train'}")

@@ -1,0 +1,246 @@
+"""Sweeps: size parsing, sharding, resuming, the results table, lr tuning, CLI errors.
+
+Runs are tiny (linear models of ~100 knobs, 4 steps of 2 x 8 tokens): what is tested is
+the bookkeeping, not the learning.
+"""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from knobsim import sweep as S
+from knobsim import train as T
+from knobsim.errors import KnobsimError
+
+TINY = dict(arch="linear", tokens=64, batch=2, seq=8)
+SETTINGS = S.Settings(arch="linear", batch=2, seq=8, check_memory=False)
+
+
+def _points(budgets=(100, 200), seeds=2):
+    return S.sweep_points(list(budgets), seeds, **TINY)
+
+
+# -- parsing -----------------------------------------------------------------------------
+
+
+def test_sizes_range_is_log_spaced_and_list_is_sorted():
+    assert S.parse_sizes("1e3:1e6:4") == [1000, 10000, 100000, 1000000]
+    assert S.parse_sizes("1e3:1e6:8")[0] == 1000 and len(S.parse_sizes("1e3:1e6:8")) == 8
+    assert S.parse_sizes("1e4,1e3,100k") == [1000, 10000, 100000]
+    assert S.parse_sizes("5k") == [5000]
+    assert S.parse_sizes("2k:2k:1") == [2000]
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("1e3:1e6", "LOW:HIGH:COUNT"),
+    ("1e6:1e3:4", "below the low end"),
+    ("1e3:1e6:0", "at least 1"),
+    ("1e3:1e6:x", "whole number"),
+    ("1e3:1e6:1", "cannot span"),
+    ("1e3:1.002e3:5", "repeated sizes"),
+    ("abc", "not a number"),
+    ("", "empty"),
+])
+def test_bad_sizes_are_one_line_errors(text, needle):
+    with pytest.raises(KnobsimError, match=needle) as e:
+        S.parse_sizes(text)
+    assert "\n" not in str(e.value)
+
+
+def test_shard_syntax():
+    assert S.parse_shard(None) == (0, 1)
+    assert S.parse_shard("3/8") == (3, 8)
+    for bad in ("8/8", "1", "a/b", "-1/4", "1/0", "1/2/3"):
+        with pytest.raises(KnobsimError, match="--shard"):
+            S.parse_shard(bad)
+
+
+def test_shards_partition_the_points():
+    pts = _points(budgets=(100, 150, 200, 300, 400), seeds=3)
+    for n in (1, 2, 3, 4, 7, 20):
+        shards = [S.shard_points(pts, (i, n)) for i in range(n)]
+        flat = [p for sh in shards for p in sh]
+        assert sorted(map(repr, flat)) == sorted(map(repr, pts))  # every point exactly once
+        assert max(map(len, shards)) - min(map(len, shards)) <= 1  # balanced by count
+
+
+def test_tokens_per_param_uses_the_exact_count():
+    pts = S.sweep_points([1000], 1, arch="transformer", tokens_per_param=20, batch=2, seq=8)
+    cfg = T.plan_run(params=1000, arch="transformer", batch=2, seq=8, check_memory=False)
+    assert pts[0].tokens == 20 * cfg.model.n_params_total
+    with pytest.raises(KnobsimError, match="not both"):
+        S.sweep_points([1000], 1, tokens=10, tokens_per_param=2)
+
+
+def test_break_even_interpolates_the_measurement():
+    table = ((1e3, 1e8), (1e5, 1e6))
+    assert S.break_even_tokens(1e3, table) == pytest.approx(1e8)
+    assert S.break_even_tokens(1e4, table) == pytest.approx(1e7)  # halfway in log-log
+    assert S.break_even_tokens(1e2, table) == pytest.approx(1e8)  # held beyond the ends
+    assert S.break_even_tokens(1e7, table) == pytest.approx(1e6)
+    assert S.break_even_tokens(1e4, ((1e3, float("inf")), (1e5, float("inf")))) == float("inf")
+
+
+# -- a finished sweep --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    settings = S.Settings(arch="linear", batch=2, seq=8, vmap="always", check_memory=False)
+    res = S.run_sweep(_points(), settings, out)
+    return out, settings, res
+
+
+def test_table_schema_and_values(done):
+    out, _, res = done
+    assert res.trained == 4 and res.skipped == 0
+    with open(out / "results.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames) == S.RESULT_COLUMNS
+        rows = list(reader)
+    assert len(rows) == 4
+    required = ("arch", "shape", "n_params_total", "n_params_nonembedding", "tokens", "compute",
+                "final_eval_loss", "entropy_floor", "lr", "seed", "wall_s", "run_dir")
+    assert S.RESULT_COLUMNS[: len(required)] == required
+    for r in rows:
+        assert r["arch"] == "linear"
+        assert isinstance(json.loads(r["shape"]), dict)
+        n, d = int(r["n_params_total"]), int(r["tokens"])
+        assert d == 64 and float(r["compute"]) == pytest.approx(6 * n * d)
+        assert float(r["final_eval_loss"]) > float(r["entropy_floor"]) > 0
+        assert r["lr_source"] == "rule" and r["n_seeds_together"] == "2"
+        assert os.path.isfile(os.path.join(r["run_dir"], "summary.json"))
+    assert sorted((int(r["budget"]), int(r["seed"])) for r in rows) == [(100, 0), (100, 1), (200, 0), (200, 1)]
+    parsed = S.read_table(out / "results.csv")
+    assert parsed[0]["n_params_total"] > 0 and isinstance(parsed[0]["final_eval_loss"], float)
+
+
+def test_rerun_skips_finished_points(done, monkeypatch):
+    out, settings, _ = done
+
+    def boom(*a, **k):
+        raise AssertionError("a finished point was trained again")
+
+    monkeypatch.setattr(T, "train", boom)
+    monkeypatch.setattr(T, "train_seeds", boom)
+    res = S.run_sweep(_points(), settings, out)
+    assert res.trained == 0 and res.skipped == 4 and len(res.rows) == 4
+
+
+def test_killed_sweep_keeps_finished_rows_and_resumes(tmp_path, monkeypatch):
+    pts = _points(budgets=(100, 150, 200), seeds=1)
+    settings = S.Settings(arch="linear", batch=2, seq=8, vmap="never", check_memory=False)
+    real_train, calls = T.train, []
+
+    def killed_on_second(cfg, run=None, on_chunk=None, lang=None):
+        calls.append(cfg.model.budget)
+        if len(calls) == 2:  # die mid-run: after the first chunk, before summary.json
+            def die(r):
+                raise KeyboardInterrupt
+            return real_train(cfg, run=run, on_chunk=die, lang=lang)
+        return real_train(cfg, run=run, on_chunk=on_chunk, lang=lang)
+
+    monkeypatch.setattr(T, "train", killed_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        S.run_sweep(pts, settings, tmp_path)
+    rows = S.read_table(tmp_path / "results.csv")
+    assert [r["budget"] for r in rows] == [100]  # the finished run's row survived the kill
+    partial = [p for p in (tmp_path / "runs").iterdir() if not (p / "summary.json").exists()]
+    assert len(partial) == 1 and (partial[0] / "config.json").exists()
+
+    monkeypatch.setattr(T, "train", real_train)
+    res = S.run_sweep(pts, settings, tmp_path)
+    assert res.trained == 2 and res.skipped == 1
+    assert [r["budget"] for r in res.rows] == [100, 150, 200]
+    assert all((p / "summary.json").exists() for p in (tmp_path / "runs").iterdir())
+
+
+def test_shards_then_plain_rerun_merge_into_one_table(tmp_path):
+    pts = _points(budgets=(100, 200), seeds=1)
+    a = S.run_sweep(pts, SETTINGS, tmp_path, shard=(0, 2))
+    assert a.trained == 1 and [r["budget"] for r in a.rows] == [100]
+    b = S.run_sweep(pts, SETTINGS, tmp_path, shard=(1, 2))
+    assert b.trained == 1
+    merged = S.run_sweep(pts, SETTINGS, tmp_path)
+    assert merged.trained == 0 and merged.skipped == 2
+    assert [r["budget"] for r in S.read_table(tmp_path / "results.csv")] == [100, 200]
+
+
+def test_other_settings_train_new_runs_beside_the_old(done):
+    out, settings, _ = done
+    other = S.sweep_points([100], 1, arch="linear", tokens=96, batch=2, seq=8)
+    res = S.run_sweep(other, settings, out)
+    assert res.trained == 1 and len(res.rows) == 5  # D=96 is a new run, not a finished one
+
+
+def test_tune_lr_keeps_the_best_of_the_grid(tmp_path):
+    pts = _points(budgets=(100,), seeds=1)
+    settings = S.Settings(arch="linear", batch=2, seq=8, tune_lr=True, lr_grid=(0.1, 3.0),
+                          check_memory=False)
+    res = S.run_sweep(pts, settings, tmp_path)
+    assert res.trained == 3  # two tuning runs and the run itself
+    with open(tmp_path / "lr_tune.csv", newline="") as f:
+        grid = list(csv.DictReader(f))
+    assert len(grid) == 2
+    best = min(grid, key=lambda r: float(r["final_eval_loss"]))
+    assert best["best"] == "1"
+    (row,) = res.rows
+    assert row["lr_source"] == "tuned" and row["lr"] == pytest.approx(float(best["lr"]))
+    assert res.tuned[(100, 64, 0)] == pytest.approx(float(best["lr"]))
+
+
+def test_shards_refuse_to_tune_and_tune_only_prepares_them(tmp_path):
+    pts = _points(budgets=(100,), seeds=2)
+    settings = S.Settings(arch="linear", batch=2, seq=8, tune_lr=True, lr_grid=(0.5, 2.0),
+                          check_memory=False)
+    with pytest.raises(KnobsimError, match="--tune-only"):
+        S.run_sweep(pts, settings, tmp_path, shard=(0, 2))
+    assert not (tmp_path / "runs").exists()
+    for i in range(2):  # the grid's two runs, one per shard
+        r = S.run_sweep(pts, settings, tmp_path, shard=(i, 2), tune_only=True)
+        assert r.trained == 1
+    r = S.run_sweep(pts, settings, tmp_path, shard=(1, 2))
+    assert r.trained == 1 and r.rows[0]["lr_source"] == "tuned"
+
+
+# -- the command line --------------------------------------------------------------------
+
+ENV = {**os.environ, "KNOBSIM_PEAK_FLOPS": "1e11"}
+
+
+def knobsim(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "knobsim", *args], capture_output=True,
+                          text=True, cwd=cwd, env=ENV, timeout=600)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--params", "1e6:1e3:4"], "below the low end"),
+    (["--params", "1e3:1e6"], "LOW:HIGH:COUNT"),
+    (["--params", "1e3", "--shard", "4/4"], "--shard"),
+    (["--params", "1e3", "--shard", "two"], "--shard"),
+    (["--params", "1e3", "--arch", "rnn"], "--arch"),
+    (["--params", "10"], "below the smallest transformer"),
+    (["--params", "1e3", "--lr", "1e-3", "--tune-lr"], "not both"),
+])
+def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, needle):
+    r = knobsim("sweep", *args, "--out", str(tmp_path / "s"))
+    assert r.returncode == 2, r.stderr
+    assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "s").exists()  # nothing half-written
+
+
+@pytest.mark.slow
+def test_cli_sweep_end_to_end(tmp_path):
+    args = ["sweep", "--params", "100,200", "--seeds", "2", "--arch", "linear", "--tokens", "64",
+            "--batch", "2", "--seq", "8", "--out", str(tmp_path / "s"), "-q"]
+    r = knobsim(*args)
+    assert r.returncode == 0, r.stderr
+    assert "trained 4" in r.stdout and "knobsim fit --csv" in r.stdout
+    r = knobsim(*args)
+    assert r.returncode == 0 and "trained 0, already finished 4" in r.stdout
