@@ -108,6 +108,44 @@ def print_plan(console, cfg, count, lang, memory: int) -> None:
     )
 
 
+def watch_options(f):
+    """Options of knob watching (shared by train and finetune)."""
+    from knobsim.knobs import WatchConfig
+
+    d = WatchConfig()
+    opts = [
+        click.option("--watch/--no-watch", "watch", default=None,
+                     help="Knob records are written by default; --watch also shows them live "
+                          "in the terminal, --no-watch records nothing (fastest)."),
+        click.option("--watch-every", type=click.IntRange(1), default=d.every, show_default=True,
+                     help="Record knob statistics and dials every this many steps."),
+        click.option("--dials", "knobs_per_tensor", type=click.IntRange(0, 1024),
+                     default=d.knobs_per_tensor, show_default=True,
+                     help="Sampled knobs (dials) per tensor whose values are recorded."),
+        click.option("--no-snapshots", is_flag=True,
+                     help="Skip the lossless weight snapshots at steps 0, 1, 2, 4, ... and the end."),
+        click.option("--tensorboard", is_flag=True,
+                     help="Also write TensorBoard event files (scalars, weight histograms) "
+                          "into RUN/tensorboard."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def watch_from(kw: dict):
+    """-> (WatchConfig or None, live view?, tensorboard?); pops the watch options."""
+    from knobsim.knobs import WatchConfig
+
+    watch, every, k, no_snap, tb = (kw.pop(n) for n in ("watch", "watch_every", "knobs_per_tensor",
+                                                         "no_snapshots", "tensorboard"))
+    if watch is False:
+        if every != 1 or no_snap:
+            raise KnobsimError("--watch-every and --no-snapshots need watching; drop --no-watch")
+        return None, False, tb
+    return WatchConfig(every=every, knobs_per_tensor=k, snapshots=not no_snap), bool(watch), tb
+
+
 def print_summary(console, s: dict, run_path) -> None:
     from rich.table import Table
 
@@ -124,6 +162,11 @@ def print_summary(console, s: dict, run_path) -> None:
     table.add_row("MFU", f"{100 * s['mfu']:.1f}% of {s['peak_flops'] / 1e9:.0f} GFLOP/s measured peak "
                          f"(6N; {100 * s['mfu_with_attention']:.1f}% with attention)")
     table.add_row("wall time", f"{s['wall_s']:.1f} s (compilation included)")
+    if s.get("knobs"):
+        k = s["knobs"]
+        table.add_row("knobs moved", f"||Θ - Θ0|| / ||Θ0|| = {k['rel_drift']:.3g}; "
+                                     f"{100 * k['sign_flip']:.1f}% flipped sign; last update/weight "
+                                     f"{k['update_ratio']:.2g}")
     if run_path is not None:
         table.add_row("run", str(run_path))
     console.print(table)
@@ -146,14 +189,19 @@ def print_summary(console, s: dict, run_path) -> None:
 @click.option("--dry-run", is_flag=True, help="Print the shape, counts and memory; train nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: one JSON object. Else: print the summary as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@watch_options
 @language_options
 def train(budget, arch, tokens, steps, batch, seq, lr, seed, out, dry_run, as_json, quiet, **lang_kw):
     """Train a model of about --params knobs on the synthetic language.
 
+    Knob statistics, sampled dials and weight snapshots are recorded into the run
+    directory as it trains (docs/watching.md); `knobsim watch RUN` draws them.
+
     \b
     Examples:
       knobsim train --params 1e5
-      knobsim train --params 2.5M --tokens 4e7 --seed 3
+      knobsim train --params 1e5 --watch          # live view of the knobs
+      knobsim train --params 2.5M --tokens 4e7 --seed 3 --no-watch
       knobsim train --arch linear --params 200
       knobsim train --params 1e9 --dry-run --json
     """
@@ -162,6 +210,7 @@ def train(budget, arch, tokens, steps, batch, seq, lr, seed, out, dry_run, as_js
     from knobsim.models import sizing
     from knobsim.train import plan_run
 
+    watch, live, tensorboard = watch_from(lang_kw)
     language = language_from(lang_kw)
     lang = build_language(language)
     cfg = plan_run(params=budget, arch=arch, tokens=tokens, steps=steps, batch=batch, seq=seq,
@@ -191,20 +240,42 @@ def train(budget, arch, tokens, steps, batch, seq, lr, seed, out, dry_run, as_js
     console = _err_console()
     if not as_json:
         print_plan(console, cfg, count, lang, memory)
-    summary = _run_with_progress(cfg, run, lang, quiet or as_json, console)
+    summary = run_with_progress(cfg, run, lang, quiet or as_json, console, watch=watch, live=live,
+                                tensorboard=tensorboard)
     if as_json:
         click.echo(json.dumps(summary))
     else:
         print_summary(console, summary, run.path)
 
 
-def _run_with_progress(cfg, run, lang, quiet, console):
+def run_with_progress(cfg, run, lang, quiet, console, watch=None, live=False, tensorboard=False,
+                      runner=None):
+    """Train with a progress bar (or, with ``live``, the live knob view) on ``console``.
+    ``runner(on_chunk=...)`` does the work (default: train.train of ``cfg`` into ``run``)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from knobsim.train import train as train_fn
 
+    if runner is None:
+        def runner(on_chunk=None):
+            return train_fn(cfg, run=run, on_chunk=on_chunk, lang=lang, watch=watch,
+                            tensorboard=tensorboard)
     if quiet:
-        return train_fn(cfg, run=run, lang=lang)
+        return runner()
+    if live and watch is not None:
+        from rich.live import Live
+
+        from knobsim.watch import LiveView
+
+        view = LiveView(cfg)
+        with Live(view, console=console, refresh_per_second=4, transient=False) as lv:
+            def on_live(r):
+                view.update(r)
+                lv.refresh()
+
+            out = runner(on_chunk=on_live)
+        console.print()  # the live view ends without a newline when the output is piped
+        return out
     progress = Progress(
         TextColumn("[bold]train"),
         BarColumn(),
@@ -224,7 +295,7 @@ def _run_with_progress(cfg, run, lang, quiet, console):
             progress.update(task, completed=r.step, tokens=format_count(r.tokens),
                             loss=f"{r.loss:.3f}", tps=format_count(r.tokens_per_s))
 
-        return train_fn(cfg, run=run, on_chunk=on_chunk, lang=lang)
+        return runner(on_chunk=on_chunk)
 
 
 @click.command()

@@ -5,6 +5,8 @@
       metrics.jsonl   one JSON object per logged step (appended and flushed per chunk)
       summary.json    final figures (written at the end, atomically)
       params.npz      final weights, one array per knob tensor, keyed by dotted leaf path
+      watch/, snapshots/, tensorboard/   knob records of a watched run (knob_record.py,
+                      docs/watching.md)
 
 Files that are replaced are written to a temporary name and renamed, so a reader never
 sees half a file; metrics are appended as whole lines and readers skip a torn last line.
@@ -104,9 +106,22 @@ class RunDir:
         write_json_atomic(self.path / "summary.json", summary)
 
     def save_params(self, flat: dict[str, np.ndarray], name: str = "params.npz") -> None:
-        tmp = self.path / f".{name}.tmp{os.getpid()}.npz"
-        np.savez(tmp, **flat)
-        tmp.replace(self.path / name)
+        self.save_npz(name, flat)
+
+    def save_npz(self, rel: str, arrays: dict[str, np.ndarray], compressed: bool = False) -> Path:
+        """Write ``rel`` (a path inside the run) whole or not at all: temp file, rename."""
+        path = self.path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
+        (np.savez_compressed if compressed else np.savez)(tmp, **arrays)
+        tmp.replace(path)
+        return path
+
+    def write_json(self, rel: str, obj) -> Path:
+        path = self.path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, obj)
+        return path
 
     def close(self) -> None:
         if self._metrics is not None:

@@ -6,6 +6,12 @@
 
 The batch of step s is drawn from fold_in(key, s), so the data stream is a function of the
 seed and the step alone: chunk sizes do not change it, and a resumed run sees the same data.
+
+A watched run (``watch=knobs.WatchConfig()``) uses ``watched_chunk`` instead: the same
+step, plus knob statistics computed in the jit (knobs.py) against a reference (the initial
+or pre-trained weights). It loops over ``n_active`` <= K steps (a traced argument), so the
+host can stop a chunk exactly at a snapshot step (1, 2, 4, 8, ...) without compiling a
+program per length; its losses and weights are bit-identical to the unwatched program's.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from knobsim import hardware
+from knobsim import hardware, knobs
 from knobsim.config import (
     LanguageConfig,
     ModelConfig,
@@ -45,8 +51,8 @@ MIN_DEFAULT_TOKENS = 1_000_000
 MAX_DEFAULT_TOKENS = 2_000_000
 TARGET_CHUNKS = 40  # progress updates per run; each is one jitted call
 
-# Incremented each time train_step is traced: tests check one compile per shape.
-TRACE_COUNT = {"train_step": 0}
+# Incremented each time a step is traced: tests check one compile per shape.
+TRACE_COUNT = {"train_step": 0, "watched_step": 0}
 
 
 class TrainState(NamedTuple):
@@ -73,6 +79,11 @@ class Programs:
     tx: optax.GradientTransformation
     chunk_many: Callable  # chunk vmapped over a leading seed axis of the state
     eval_many: Callable  # eval_loss vmapped over a leading seed axis of params
+    # Watched runs only: (state, ref, tables, pool, n_active, K) -> (state, metrics[K])
+    # with metrics["watch"] the knob statistics (rows past n_active are zeros).
+    watched_chunk: Callable | None = None
+    sample: dict | None = None  # tensor name -> flat indices of its sampled dials
+    names: tuple = ()  # tensor names in flatten order (columns of per-tensor stats)
 
 
 def pool_rows(key: jax.Array, step: jax.Array, batch: int, n_pool: int) -> jax.Array:
@@ -91,11 +102,37 @@ def pool_rows(key: jax.Array, step: jax.Array, batch: int, n_pool: int) -> jax.A
 EVAL_BATCH = 32  # sequences per evaluation forward pass (bounds eval memory)
 
 
-def build_programs(cfg: RunConfig, n_words: int) -> Programs:
+def _with_lr_multipliers(tx: optax.GradientTransformation, mults) -> optax.GradientTransformation:
+    """Scale each tensor's update by a constant: per-tensor learning rates (muP) with the
+    optimizer state left exactly as ``tx`` builds it (so current_lr still reads it)."""
+
+    def update(updates, state, params=None):
+        updates, state = tx.update(updates, state, params)
+        return jax.tree.map(lambda u, m: u * m if m != 1.0 else u, updates, mults), state
+
+    return optax.GradientTransformation(tx.init, update)
+
+
+def lr_multipliers(cfg: RunConfig) -> dict | None:
+    """Per-tensor lr multipliers of the model's parametrization, or None (all 1)."""
+    fam = sizing.family(cfg.model.arch)
+    rule = getattr(fam, "lr_multiplier", None)
+    if rule is None:
+        return None
+    abstract = jax.eval_shape(functools.partial(fam.init, shape=cfg.model.shape), jax.random.key(0))
+    mults = jax.tree_util.tree_map_with_path(
+        lambda p, _: float(rule(sizing.leaf_path(p), cfg.model.shape)), abstract)
+    return None if all(m == 1.0 for m in jax.tree.leaves(mults)) else mults
+
+
+def build_programs(cfg: RunConfig, n_words: int, watch: knobs.WatchConfig | None = None) -> Programs:
     fam = sizing.family(cfg.model.arch)
     shape = cfg.model.shape
     apply = functools.partial(fam.apply, shape=shape)
     tx = make_optimizer(cfg.optim, cfg.train.steps)
+    mults = lr_multipliers(cfg)
+    if mults is not None:
+        tx = _with_lr_multipliers(tx, mults)
     b, t = cfg.train.batch, cfg.train.seq
 
     def batch_for(state: TrainState, tables: Tables, pool):
@@ -104,8 +141,7 @@ def build_programs(cfg: RunConfig, n_words: int) -> Programs:
             return sample_batch(tables, key, b, t, n_words)
         return pool[pool_rows(state.key, state.step, b, pool.shape[0])]
 
-    def train_step(state: TrainState, tables: Tables, pool=None):
-        TRACE_COUNT["train_step"] += 1
+    def advance(state: TrainState, tables: Tables, pool):
         tokens = batch_for(state, tables, pool)
         loss, grads = jax.value_and_grad(loss_fn)(state.params, tokens, apply)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -117,10 +153,55 @@ def build_programs(cfg: RunConfig, n_words: int) -> Programs:
             "update_norm": optax.tree.norm(updates),
             "param_norm": optax.tree.norm(params),
         }
-        return TrainState(state.step + 1, params, opt_state, state.key), metrics
+        return TrainState(state.step + 1, params, opt_state, state.key), metrics, grads, updates
+
+    def train_step(state: TrainState, tables: Tables, pool=None):
+        TRACE_COUNT["train_step"] += 1
+        state, metrics, _, _ = advance(state, tables, pool)
+        return state, metrics
 
     def chunk(state, tables, pool, n_steps):
         return jax.lax.scan(lambda s, _: train_step(s, tables, pool), state, None, length=n_steps)
+
+    names = tuple(sizing.param_shapes(cfg.model.arch, shape))
+    sample = None
+    if watch is not None:
+        sample = knobs.sample_knobs(sizing.param_shapes(cfg.model.arch, shape),
+                                    watch.knobs_per_tensor, watch.sample_seed)
+
+    def watched_step(state: TrainState, ref, tables: Tables, pool):
+        TRACE_COUNT["watched_step"] += 1
+        state, metrics, grads, updates = advance(state, tables, pool)
+        # The barrier keeps XLA from fusing the statistics into the step's own arithmetic:
+        # watching reads the step's results and cannot change a bit of them.
+        p, u, g = jax.lax.optimization_barrier((state.params, updates, grads))
+        stats = lambda: knobs.watch_stats(p, ref, u, g, sample)  # noqa: E731
+        if watch.every == 1:
+            w = stats()
+        else:  # skip the work on steps that are not recorded
+            zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(stats))
+            w = jax.lax.cond(state.step % watch.every == 0, stats, lambda: zeros)
+        return state, {**metrics, "watch": w}
+
+    def watched_chunk(state, ref, tables, pool, n_active, length):
+        def run(s):
+            return watched_step(s, ref, tables, pool)
+
+        # A while loop of n_active steps writing into length-K buffers (rows past n_active
+        # stay zero). Not lax.cond inside a scan: a step nested in a conditional compiles
+        # differently and its floats would no longer match the unwatched program's bits.
+        out = jax.eval_shape(run, state)[1]
+        bufs = jax.tree.map(lambda x: jnp.zeros((length,) + x.shape, x.dtype), out)
+
+        def body(carry):
+            i, s, b = carry
+            s, m = run(s)
+            b = jax.tree.map(lambda buf, v: jax.lax.dynamic_update_index_in_dim(buf, v, i, 0), b, m)
+            return i + 1, s, b
+
+        _, state, bufs = jax.lax.while_loop(lambda c: c[0] < n_active, body,
+                                            (jnp.zeros((), jnp.int32), state, bufs))
+        return state, bufs
 
     def eval_loss(params, eval_tokens_EBT1):
         losses = jax.lax.map(lambda tok: loss_fn(params, tok, apply), eval_tokens_EBT1)
@@ -135,6 +216,9 @@ def build_programs(cfg: RunConfig, n_words: int) -> Programs:
         chunk_many=jax.jit(jax.vmap(chunk, in_axes=(0, None, None, None)), static_argnums=3,
                            donate_argnums=0),
         eval_many=jax.jit(jax.vmap(eval_loss, in_axes=(0, None))),
+        watched_chunk=None if watch is None else jax.jit(watched_chunk, static_argnums=5, donate_argnums=0),
+        sample=sample,
+        names=names,
     )
 
 
@@ -171,9 +255,28 @@ def data_pool(cfg: RunConfig, tables: Tables, n_words: int, seed: int | None = N
     return jax.jit(sample_batch, static_argnums=(2, 3, 4))(tables, key, n_seqs, cfg.train.seq, n_words)
 
 
-def flat_params(params) -> dict[str, np.ndarray]:
+def flat_params(params, copy: bool = False) -> dict[str, np.ndarray]:
+    """Leaf path -> numpy array; ``copy`` when the device buffers will be donated later
+    (on CPU np.asarray may share memory with them)."""
     leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-    return {sizing.leaf_path(p): np.asarray(x) for p, x in leaves}
+    return {sizing.leaf_path(p): np.array(x, copy=True) if copy else np.asarray(x) for p, x in leaves}
+
+
+def unflat_params(cfg: RunConfig, flat: dict[str, np.ndarray]) -> dict:
+    """The inverse of flat_params for ``cfg``'s model, checking every name and shape."""
+    fam = sizing.family(cfg.model.arch)
+    abstract = jax.eval_shape(functools.partial(fam.init, shape=cfg.model.shape), jax.random.key(0))
+
+    def leaf(path, x):
+        name = sizing.leaf_path(path)
+        if name not in flat:
+            raise KnobsimError(f"the weights have no tensor {name!r}: they belong to another model")
+        w = np.asarray(flat[name])
+        if w.shape != x.shape:
+            raise KnobsimError(f"tensor {name} has shape {w.shape}, the model needs {x.shape}")
+        return jnp.asarray(w, x.dtype)
+
+    return jax.tree_util.tree_map_with_path(leaf, abstract)
 
 
 # -- planning: from options to a validated RunConfig -----------------------------------
@@ -278,6 +381,10 @@ class ChunkReport:
     loss: float  # mean train loss of the chunk
     tokens_per_s: float
     eval_loss: float | None
+    # Watched runs: the chunk's recorded knob rows (host numpy), for live views:
+    # {"names", "steps" (n,), "tensor": {stat: (n, P)}, "global": {stat: (n,)},
+    #  "knobs" (n, K), "knob_tensor" (K,), "knob_index" (K,)}; None otherwise.
+    watch: dict | None = None
 
 
 def flops_per_token(cfg: RunConfig) -> tuple[float, float]:
@@ -298,9 +405,23 @@ def train(
     run=None,
     on_chunk: Callable[[ChunkReport], None] | None = None,
     lang: Language | None = None,
+    *,
+    watch: knobs.WatchConfig | None = None,
+    tensorboard: bool = False,
+    init_params: dict[str, np.ndarray] | None = None,
+    reference: str = "init",
+    extra_config: dict | None = None,
 ) -> dict:
-    """Train ``cfg``; write to ``run`` (a record.RunDir) if given; return the summary."""
-    return _train(cfg, [cfg.train.seed], [run], on_chunk, lang, vmapped=False)[0]
+    """Train ``cfg``; write to ``run`` (a record.RunDir) if given; return the summary.
+
+    ``watch`` records knob statistics, dials and snapshots into ``run`` (knob_record.py);
+    ``tensorboard`` also writes event files. ``init_params`` (flat, by leaf path) starts
+    from given weights instead of the seed's init (fine-tuning); drift is then measured
+    from them and ``reference`` names them in the records. ``extra_config`` is merged into
+    config.json."""
+    return _train(cfg, [cfg.train.seed], [run], on_chunk, lang, vmapped=False, watch=watch,
+                  tensorboard=tensorboard, init_params=init_params, reference=reference,
+                  extra_config=extra_config)[0]
 
 
 def train_seeds(
@@ -318,16 +439,33 @@ def train_seeds(
     return _train(cfg, list(seeds), runs, on_chunk, lang, vmapped=True)
 
 
-def _train(cfg, seeds, runs, on_chunk, lang, vmapped):
+def _rows_of(watch_out: dict, keep: np.ndarray) -> dict:
+    """The recorded rows of a chunk's stacked watch output."""
+    return {"tensor": {k: v[keep] for k, v in watch_out["tensor"].items()},
+            "global": {k: v[keep] for k, v in watch_out["global"].items()},
+            "knobs": watch_out["knobs"][keep]}
+
+
+def _train(cfg, seeds, runs, on_chunk, lang, vmapped, watch=None, tensorboard=False,
+           init_params=None, reference="init", extra_config=None):
     t_start = time.perf_counter()
+    if vmapped and (watch is not None or tensorboard or init_params is not None):
+        raise KnobsimError("watching, TensorBoard and fine-tuning take one seed at a time")
+    if (watch is not None or tensorboard) and runs[0] is None:
+        raise KnobsimError("watching and TensorBoard write into a run directory; give one")
     lang = lang or build_language(cfg.language)
     tables = device_tables(lang)
     n_words = words_needed(lang, cfg.train.seq)
-    progs = build_programs(cfg, n_words)
+    progs = build_programs(cfg, n_words, watch=watch)
     tc = cfg.train
     per_step = tc.tokens_per_step
     cfgs = [dataclasses.replace(cfg, train=dataclasses.replace(tc, seed=sd)) for sd in seeds]
-    states = [init_state(cfg, progs, seed=sd) for sd in seeds]
+    if init_params is not None:
+        params0 = unflat_params(cfg, init_params)
+        states = [TrainState(jnp.zeros((), jnp.int32), params0, progs.tx.init(params0),
+                             seed_keys(seeds[0])["data"])]
+    else:
+        states = [init_state(cfg, progs, seed=sd) for sd in seeds]
     pools = [data_pool(cfg, tables, n_words, seed=sd) for sd in seeds]
     if vmapped:
         if tc.pool_tokens and len(seeds) > 1:
@@ -343,22 +481,62 @@ def _train(cfg, seeds, runs, on_chunk, lang, vmapped):
     def evaluate(params) -> np.ndarray:
         return np.atleast_1d(np.asarray(jax.device_get(eval_fn(params, ev_tokens)), dtype=np.float64))
 
+    run0 = runs[0]
+    watcher = tb = None
     for c, run in zip(cfgs, runs):
         if run is not None:
-            run.write_config(c.to_dict())
+            extra = dict(extra_config or {})
+            if watch is not None:
+                extra["watch"] = dataclasses.asdict(watch)
+            run.write_config({**c.to_dict(), **extra})
+    if run0 is not None and tensorboard:
+        from knobsim.knob_record import TensorBoardLog
+
+        tb = TensorBoardLog(run0.path / "tensorboard")
+    snaps: set[int] = set()
+    if watch is not None:
+        from knobsim.knob_record import WatchRecorder
+
+        # The reference is a copy: the state's own buffers are donated to each chunk.
+        ref = jax.tree.map(jnp.copy, state.params)
+        watcher = WatchRecorder(run0, progs.names, sizing.param_shapes(cfg.model.arch, cfg.model.shape),
+                                progs.sample, watch, tc.steps, reference)
+        host0 = jax.tree.map(lambda x: np.array(x, copy=True), state.params)
+        # Step 0 on the host in numpy: no second program to compile for one row.
+        w0 = knobs.watch_stats(host0, host0, None, None, progs.sample, xp=np)
+        watcher.record(np.array([0]), jax.tree.map(lambda x: np.asarray(x)[None], w0))
+        if watch.snapshots:
+            snaps = set(knobs.snapshot_steps(tc.steps))
+            watcher.snapshot(0, flat_params(host0))
     first_eval = evaluate(state.params)
     for i, run in enumerate(runs):
         if run is not None:
             run.append_metrics([{"step": 0, "tokens": 0, "eval_loss": first_eval[i]}])
+    if tb is not None:
+        tb.scalars([{"step": 0, "eval_loss": first_eval[0]}])
+        tb.histograms(0, flat_params(state.params, copy=True))
+        tb.flush()
+
+    def next_stop(step: int) -> int:
+        # Chunks end on multiples of tc.chunk (where evaluations fall) and, when watching,
+        # also exactly at the snapshot steps.
+        stop = min((step // tc.chunk + 1) * tc.chunk, tc.steps)
+        return min([stop] + [s for s in snaps if s > step])
 
     step, last_eval, chunk_losses = 0, first_eval, None
+    last_watch = None
     steady_tokens, steady_s = 0, 0.0
     while step < tc.steps:
-        n = min(tc.chunk, tc.steps - step)
+        stop = next_stop(step) if watch is not None else min(step + tc.chunk, tc.steps)
+        n = stop - step
         t0 = time.perf_counter()
-        state, metrics = chunk_fn(state, tables, pool, n)
+        if watch is not None:
+            state, metrics = progs.watched_chunk(state, ref, tables, pool, jnp.int32(n), tc.chunk)
+        else:
+            state, metrics = chunk_fn(state, tables, pool, n)
         metrics = jax.device_get(metrics)  # the one host sync per chunk
-        metrics = {k: np.asarray(v).reshape(len(seeds), n) for k, v in metrics.items()}
+        watch_out = metrics.pop("watch", None)
+        metrics = {k: np.asarray(v)[..., :n].reshape(len(seeds), n) for k, v in metrics.items()}
         dt = time.perf_counter() - t0
         if step > 0:  # the first chunk includes compilation
             steady_tokens += n * per_step * len(seeds)
@@ -377,6 +555,26 @@ def _train(cfg, seeds, runs, on_chunk, lang, vmapped):
                 rows[-1]["eval_loss"] = float(ev[i])
             if run is not None:
                 run.append_metrics(rows)
+            if tb is not None and i == 0:
+                tb.scalars(rows)
+        report_watch = None
+        if watcher is not None:
+            steps_here = np.arange(step - n + 1, step + 1)
+            keep = steps_here % watch.every == 0
+            w = _rows_of(jax.tree.map(lambda x: np.asarray(x)[:n], watch_out), keep)
+            watcher.record(steps_here[keep], w)
+            if stop in snaps:
+                watcher.snapshot(stop, flat_params(state.params, copy=True))
+            if keep.any():
+                last_watch = w
+                report_watch = {"names": list(progs.names), "steps": steps_here[keep], **w,
+                                "knob_tensor": watcher.knob_tensor, "knob_index": watcher.knob_index}
+                if tb is not None:
+                    tb.knob_scalars(steps_here[keep], list(progs.names), w)
+        if tb is not None:
+            if ev is not None:
+                tb.histograms(step, flat_params(state.params, copy=True))
+            tb.flush()
         if not np.all(np.isfinite(metrics["loss"])):
             bad = int(np.min(np.where(~np.isfinite(metrics["loss"]))[1])) + step - n + 1
             raise KnobsimError(
@@ -386,7 +584,7 @@ def _train(cfg, seeds, runs, on_chunk, lang, vmapped):
         tps = steady_tokens / steady_s if steady_s > 0 else n * per_step * len(seeds) / dt
         if on_chunk is not None:
             on_chunk(ChunkReport(step, tc.steps, step * per_step, float(np.mean(chunk_losses)), tps,
-                                 None if ev is None else float(np.mean(ev))))
+                                 None if ev is None else float(np.mean(ev)), report_watch))
 
     wall = time.perf_counter() - t_start
     tokens_per_s = steady_tokens / steady_s if steady_s > 0 else tc.tokens * len(seeds) / wall
@@ -422,10 +620,15 @@ def _train(cfg, seeds, runs, on_chunk, lang, vmapped):
             "n_seeds_together": len(seeds),
             "wall_s": wall,
         }
+        if last_watch is not None:  # the last recorded global knob statistics
+            summary["knobs"] = {"reference": reference,
+                                **{k: float(v[-1]) for k, v in last_watch["global"].items()}}
         if run is not None:
             params_i = jax.tree.map(lambda x: x[i], state.params) if vmapped else state.params
             run.save_params(flat_params(params_i))
             run.write_summary(summary)
             run.close()
         summaries.append(summary)
+    if tb is not None:
+        tb.close()
     return summaries

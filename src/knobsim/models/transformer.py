@@ -125,6 +125,25 @@ def count(shape: dict) -> int:
     return count_decoder(spec(shape))["total"]
 
 
+# muP (Yang et al. 2022, "Tensor Programs V", Table 8, the formulation with multipliers):
+# input weights (the embedding, init variance 1) and all biases and gains keep a
+# width-independent Adam lr; the output layer keeps its lr with a 1/fan_in multiplier (our
+# tied readout already divides by D); hidden matrices, initialised with variance 1/fan_in,
+# take Adam lr proportional to 1/fan_in. With shape["mup_base_d"] = B the hidden matrices'
+# lr is multiplied by B / d_model (fan_in is D or d_ff = c D, so the ratio is the same),
+# and at d_model = B the model is exactly the standard one. Heads keep their size as the
+# width grows (more heads), so the 1/sqrt(head dim) attention scale stays muP-correct.
+HIDDEN_MATRICES = ("w_qkv_D3D", "w_o_DD", "w_in_DF", "w_out_FD")
+
+
+def lr_multiplier(path: str, shape: dict) -> float:
+    """Per-tensor Adam lr multiplier: 1 in the standard parametrization."""
+    base = shape.get("mup_base_d")
+    if base and path.rsplit(".", 1)[-1] in HIDDEN_MATRICES:
+        return float(base) / shape["d_model"]
+    return 1.0
+
+
 def component(path: str) -> str:
     """Leaf path -> the component names of counting.count_decoder."""
     if path.startswith("embed"):

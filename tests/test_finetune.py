@@ -1,0 +1,109 @@
+"""Fine-tuning end to end on a tiny model: start from the run's weights, drift measured from
+them, forgetting measured on the original language, bad sources refused."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from knobsim import knobs
+from knobsim import train as T
+from knobsim.errors import KnobsimError
+from knobsim.finetune import finetune, plan_finetune
+from knobsim.knob_record import read_watch
+from knobsim.record import RunDir, read_json
+
+ENV = {**os.environ, "KNOBSIM_PEAK_FLOPS": "1e11"}
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ft")
+    cfg = T.plan_run(params=2000, steps=24, batch=4, seq=16, chunk=6, lr=2e-2, check_memory=False)
+    T.train(cfg, run=RunDir.create(root / "base"), watch=knobs.WatchConfig())
+    return root
+
+
+def test_finetune_end_to_end(pretrained):
+    base = pretrained / "base"
+    plan = plan_finetune(base, language={"seed": 1}, steps=12)
+    assert plan.cfg.model == plan.pre.model and plan.cfg.language.seed == 1
+    assert plan.cfg.train.seed == plan.pre.train.seed + 1 and plan.cfg.optim.lr == plan.pre.optim.lr
+    run = RunDir.create(pretrained / "ft")
+    rep = finetune(plan, run, watch=knobs.WatchConfig())
+    pre_summary = read_json(base / "summary.json")
+
+    # Before fine-tuning, the original-language loss is the pre-trained run's final eval loss.
+    assert rep["original_loss_before"] == pytest.approx(pre_summary["final_eval_loss"], rel=1e-6)
+    assert rep["forgetting_nats"] == pytest.approx(rep["original_loss_after"] - rep["original_loss_before"])
+    assert rep["new_loss_after"] < rep["new_loss_before"]  # it learns the new language
+    # (A 24-step model still learns letters both languages share: its "forgetting" can be
+    # negative; experiments/finetune_plasticity.py shows real forgetting.)
+
+    # Drift is measured from the pre-trained weights: zero at step 0, and the dials start
+    # at the pre-trained values.
+    rec = read_watch(run.path)
+    assert rec.index["reference"].startswith("pretrained:")
+    assert np.all(rec.tensor["drift"][0] == 0)
+    with np.load(base / "params.npz") as z:
+        want = [z[t].ravel()[i] for t, i in zip(rec.knob_tensor, rec.knob_index)]
+        assert np.array_equal(rec.knobs[0], np.asarray(want, np.float32))
+        last = list(rec.steps).index(12)
+        for j, name in enumerate(rec.names):
+            ft = rec.snapshot(12)[name].astype(np.float64)
+            d = np.linalg.norm(ft - z[name])
+            assert rec.tensor["drift"][last, j] == pytest.approx(d, rel=1e-4, abs=1e-7)
+
+    by = {t["tensor"]: t for t in rep["tensors"]}
+    t = by["blocks.0.mlp.w_in_DF"]
+    assert t["ratio"] == pytest.approx(t["finetune_rel_drift"] / t["pretrain_rel_drift"])
+    assert 0 < rep["drift_ratio"] < 10 and rep["top_knobs"]
+    assert set(rep["forgetting_removed_by_restoring"]) == {"embed", "block 0", "ln_f"}
+    saved = json.loads((run.path / "finetune.json").read_text())
+    assert saved["forgetting_nats"] == pytest.approx(rep["forgetting_nats"])
+    assert read_json(run.path / "summary.json")["finetune"]["drift_ratio"] == pytest.approx(rep["drift_ratio"])
+    cfg = read_json(run.path / "config.json")
+    assert cfg["finetune"]["from"] == str(base) and cfg["language"]["seed"] == 1
+
+
+def test_finetune_refuses_the_same_language_and_unfinished_runs(pretrained, tmp_path):
+    with pytest.raises(KnobsimError, match="equals the pre-training"):
+        plan_finetune(pretrained / "base", language={"seed": 0})
+    with pytest.raises(KnobsimError, match="not a run directory"):
+        plan_finetune(tmp_path / "nope", language={"seed": 1})
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.json").write_text((pretrained / "base" / "config.json").read_text())
+    with pytest.raises(KnobsimError, match="params.npz"):
+        plan_finetune(tmp_path / "half", language={"seed": 1})
+
+
+@pytest.mark.slow
+def test_finetune_cli(pretrained, tmp_path):
+    out = tmp_path / "ft-cli"
+    r = subprocess.run([sys.executable, "-m", "knobsim", "finetune", str(pretrained / "base"), "--zipf", "0.8",
+                        "--steps", "6", "--out", str(out), "--json"], capture_output=True, text=True,
+                       env=ENV, timeout=600)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["finetune_language"]["zipf"] == 0.8 and "forgetting_nats" in rep
+    assert (out / "watch" / "index.json").exists()
+    r = subprocess.run([sys.executable, "-m", "knobsim", "finetune", str(pretrained / "base")],
+                       capture_output=True, text=True, env=ENV, timeout=600)
+    assert r.returncode == 2 and "--lang-seed" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_finetune_plasticity_experiment_runs_tiny(tmp_path):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, str(root / "experiments" / "finetune_plasticity.py"), "--tiny", "-q",
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=900, cwd=root,
+                       env={**ENV, "MPLBACKEND": "Agg"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["mode"] == "tiny" and "forgetting_nats" in s["shifts"]["new lexicon"]
+    assert (tmp_path / "finetune_plasticity.png").stat().st_size > 10_000
