@@ -91,7 +91,7 @@ def torch_model(shape, seq):
             for blk in self.blocks:
                 x = blk(x)
             logits = self.ln_f(x) @ self.tok.weight.T / d
-            return F.cross_entropy(logits.view(-1, VOCAB), targets.view(-1))
+            return F.cross_entropy(logits.reshape(-1, VOCAB), targets.reshape(-1))
 
     return GPT()
 

@@ -27,14 +27,18 @@ def _quiet_orbax():
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _saveable(state) -> dict:
-    """TrainState -> a plain pytree Orbax can write (typed PRNG keys become raw key data)."""
-    return {
+def _saveable(state, ref=None) -> dict:
+    """TrainState -> a plain pytree Orbax can write (typed PRNG keys become raw key data).
+    ``ref`` is the reference weights of a watched run (drift is measured from them)."""
+    tree = {
         "step": state.step,
         "params": state.params,
         "opt_state": state.opt_state,
         "key": jax.random.key_data(state.key),
     }
+    if ref is not None:
+        tree["ref"] = ref
+    return tree
 
 
 class Checkpointer:
@@ -53,11 +57,11 @@ class Checkpointer:
             ),
         )
 
-    def save(self, state) -> int:
+    def save(self, state, ref=None) -> int:
         step = int(state.step)
         if step in self.manager.all_steps():
             return step
-        self.manager.save(step, args=self._ocp.args.StandardSave(_saveable(state)))
+        self.manager.save(step, args=self._ocp.args.StandardSave(_saveable(state, ref)))
         self.manager.wait_until_finished()
         return step
 
@@ -67,14 +71,15 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def restore(self, like, step: int | None = None):
-        """Restore into the structure of ``like`` (a freshly initialised TrainState)."""
+    def restore(self, like, step: int | None = None, ref_like=None):
+        """Restore into the structure of ``like`` (a freshly initialised TrainState).
+        Returns (state, ref): ``ref`` only when ``ref_like`` is given (watched runs)."""
         from knobsim.train import TrainState
 
         step = self.latest_step() if step is None else step
         if step is None:
             raise KnobsimError(f"no checkpoint in {self.directory}; nothing to resume from")
-        target = jax.tree.map(self._ocp.utils.to_shape_dtype_struct, _saveable(like))
+        target = jax.tree.map(self._ocp.utils.to_shape_dtype_struct, _saveable(like, ref_like))
         try:
             r = self.manager.restore(step, args=self._ocp.args.StandardRestore(target))
         except (ValueError, KeyError, FileNotFoundError) as e:
@@ -82,7 +87,8 @@ class Checkpointer:
                 f"checkpoint {step} in {self.directory} does not match this run's config "
                 f"({type(e).__name__}); resume with the config it was written with"
             ) from None
-        return TrainState(r["step"], r["params"], r["opt_state"], jax.random.wrap_key_data(r["key"]))
+        state = TrainState(r["step"], r["params"], r["opt_state"], jax.random.wrap_key_data(r["key"]))
+        return state, r.get("ref")
 
     def close(self) -> None:
         self.manager.close()

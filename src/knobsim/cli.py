@@ -71,11 +71,12 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as e:
         click.echo(f"{prog}: error: {_one_line(e.format_message())}", err=True)
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("interrupted", err=True)
         sys.exit(130)
     except KnobsimError as e:
         name = f"{prog} {args[0]}" if args and not args[0].startswith("-") else prog
-        click.echo(f"{name}: error: {_one_line(str(e))}", err=True)
+        label = "" if e.exit_code in (130, 143) else "error: "  # a requested stop is no error
+        click.echo(f"{name}: {label}{_one_line(str(e))}", err=True)
         sys.exit(e.exit_code)
     sys.exit(rv if isinstance(rv, int) else 0)

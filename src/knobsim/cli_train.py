@@ -186,12 +186,24 @@ def print_summary(console, s: dict, run_path) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Init and data seed.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run directory (default: runs/<arch>-<params>-s<seed>-<time>). Must not exist.")
+@click.option("--chunk", type=click.IntRange(1), default=None,
+              help="Steps per jitted call (default: about 1/40 of the run).")
+@click.option("--ckpt-every", type=click.IntRange(0), default=None,
+              help="Steps between checkpoints, rounded up to whole chunks (default: a quarter "
+                   "of the run; 0: only at the start and the end).")
+@click.option("--keep", type=click.IntRange(1), default=2, show_default=True,
+              help="Checkpoints to keep (the newest).")
+@click.option("--resume", "resume_path", type=click.Path(path_type=Path), default=None,
+              help="Continue the run in this directory from its latest checkpoint "
+                   "(its own config; other training options are refused).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out run directory.")
 @click.option("--dry-run", is_flag=True, help="Print the shape, counts and memory; train nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: one JSON object. Else: print the summary as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @watch_options
 @language_options
-def train(budget, arch, tokens, steps, batch, seq, lr, seed, out, dry_run, as_json, quiet, **lang_kw):
+def train(budget, arch, tokens, steps, batch, seq, lr, seed, out, chunk, ckpt_every, keep,
+          resume_path, overwrite, dry_run, as_json, quiet, **lang_kw):
     """Train a model of about --params knobs on the synthetic language.
 
     Knob statistics, sampled dials and weight snapshots are recorded into the run
@@ -204,8 +216,12 @@ def train(budget, arch, tokens, steps, batch, seq, lr, seed, out, dry_run, as_js
       knobsim train --params 2.5M --tokens 4e7 --seed 3 --no-watch
       knobsim train --arch linear --params 200
       knobsim train --params 1e9 --dry-run --json
+      knobsim train --resume runs/transformer-1e5-s0-20261129-063000
     """
     from knobsim import record
+
+    if resume_path is not None:
+        return _resume(resume_path, quiet, as_json, lang_kw)
     from knobsim.data.language import build_language
     from knobsim.models import sizing
     from knobsim.train import plan_run
@@ -214,7 +230,8 @@ def train(budget, arch, tokens, steps, batch, seq, lr, seed, out, dry_run, as_js
     language = language_from(lang_kw)
     lang = build_language(language)
     cfg = plan_run(params=budget, arch=arch, tokens=tokens, steps=steps, batch=batch, seq=seq,
-                   lr=lr, seed=seed, language=language, check_memory=not dry_run)
+                   lr=lr, seed=seed, language=language, check_memory=not dry_run, chunk=chunk,
+                   ckpt_every=ckpt_every, keep=keep)
     count = sizing.count_params(arch, cfg.model.shape)
     memory = sizing.memory_bytes(arch, cfg.model.shape, count.total, batch, seq)
     if dry_run:
@@ -231,7 +248,9 @@ def train(budget, arch, tokens, steps, batch, seq, lr, seed, out, dry_run, as_js
         return
 
     if out is not None:
-        record.check_out_dir(out)
+        record.check_out_dir(out, overwrite=overwrite)
+        if overwrite:
+            record.remove_run_dir(out)
         run = record.RunDir.create(out)
     else:
         text = format_count(budget).replace(".", "p")
@@ -240,6 +259,7 @@ def train(budget, arch, tokens, steps, batch, seq, lr, seed, out, dry_run, as_js
     console = _err_console()
     if not as_json:
         print_plan(console, cfg, count, lang, memory)
+    install_stop_handlers()
     summary = run_with_progress(cfg, run, lang, quiet or as_json, console, watch=watch, live=live,
                                 tensorboard=tensorboard)
     if as_json:
@@ -248,8 +268,65 @@ def train(budget, arch, tokens, steps, batch, seq, lr, seed, out, dry_run, as_js
         print_summary(console, summary, run.path)
 
 
+# Options a resumed run takes from its own config.json; giving them is an error.
+_CONFIG_OPTIONS = ("budget", "arch", "tokens", "steps", "batch", "seq", "lr", "seed", "out", "chunk",
+                   "ckpt_every", "keep", "overwrite", "dry_run", "lang_seed", "n_words", "zipf",
+                   "n_successors", "successor_weight", "watch_every", "knobs_per_tensor",
+                   "no_snapshots", "tensorboard")
+
+
+def install_stop_handlers() -> None:
+    """SIGINT/SIGTERM finish the current chunk, write a checkpoint and exit 130/143 with the
+    resume command; a second signal stops at once."""
+    import signal
+
+    from knobsim.train import STOP
+
+    def handler(signum, frame):
+        if STOP["signal"] is not None:
+            raise KeyboardInterrupt
+        STOP["signal"] = signum
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _resume(path: Path, quiet: bool, as_json: bool, kw: dict):
+    from knobsim import record
+    from knobsim.config import RunConfig
+    from knobsim.data.language import build_language
+    from knobsim.knobs import WatchConfig
+
+    ctx = click.get_current_context()
+    given = [p.opts[0] for p in ctx.command.params
+             if p.name in _CONFIG_OPTIONS and ctx.get_parameter_source(p.name) != click.core.ParameterSource.DEFAULT]
+    if given:
+        raise KnobsimError(f"--resume continues a run with its own config; drop {', '.join(given)}")
+    if not path.is_dir():
+        raise KnobsimError(f"--resume {path}: no such run directory")
+    if (path / "summary.json").exists():
+        raise KnobsimError(f"--resume {path}: this run is already finished (summary.json exists)")
+    raw = record.read_json(path / "config.json")
+    try:
+        cfg = RunConfig.from_dict(raw)
+    except (KeyError, TypeError) as e:
+        raise KnobsimError(f"{path}/config.json is not a knobsim run config ({e}); cannot resume") from None
+    watch = WatchConfig(**raw["watch"]) if raw.get("watch") else None
+    tensorboard = bool(raw.get("tensorboard", False))
+    lang = build_language(cfg.language)
+    run = record.RunDir(path)
+    console = _err_console()
+    install_stop_handlers()
+    summary = run_with_progress(cfg, run, lang, quiet or as_json, console, watch=watch,
+                                live=bool(kw.get("watch")), tensorboard=tensorboard, resume=True)
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        print_summary(console, summary, run.path)
+
+
 def run_with_progress(cfg, run, lang, quiet, console, watch=None, live=False, tensorboard=False,
-                      runner=None):
+                      runner=None, resume=False):
     """Train with a progress bar (or, with ``live``, the live knob view) on ``console``.
     ``runner(on_chunk=...)`` does the work (default: train.train of ``cfg`` into ``run``)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -259,7 +336,8 @@ def run_with_progress(cfg, run, lang, quiet, console, watch=None, live=False, te
     if runner is None:
         def runner(on_chunk=None):
             return train_fn(cfg, run=run, on_chunk=on_chunk, lang=lang, watch=watch,
-                            tensorboard=tensorboard)
+                            tensorboard=tensorboard, resume=resume,
+                            extra_config={"tensorboard": tensorboard})
     if quiet:
         return runner()
     if live and watch is not None:

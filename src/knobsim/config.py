@@ -99,6 +99,8 @@ class TrainConfig:
     chunk: int = 25  # steps per jitted call (lax.scan); the host sees chunks only
     eval_every: int = 100  # steps between evaluations (rounded to chunk boundaries)
     eval_seqs: int = 256  # fixed eval set of sequences, drawn from the language's own stream
+    ckpt_every: int = 0  # steps between checkpoints (a multiple of chunk); 0 = start and end only
+    keep: int = 2  # checkpoints kept (the newest)
     pool_tokens: int = 0  # finite-data mode: a fixed pool of this many tokens repeated in
     #                       epochs (0 = a fresh sample every step, data effectively unlimited)
 

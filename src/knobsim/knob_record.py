@@ -103,6 +103,19 @@ class WatchRecorder:
     def snapshot(self, step: int, flat: dict[str, np.ndarray]) -> None:
         self.run.save_npz(snapshot_name(step), flat)
 
+    def truncate_after(self, step: int) -> None:
+        """Resuming from the checkpoint of ``step``: drop the records of later steps (the
+        resumed run writes them again, identically)."""
+        for p in (self.run.path / "watch").glob("steps_*.npz"):
+            m = _CHUNK_RE.match(p.name)
+            if m and int(m.group(1)) > step:
+                p.unlink()
+        snap_dir = self.run.path / "snapshots"
+        if snap_dir.is_dir():
+            for p in snap_dir.glob("step_*.npz"):
+                if int(p.stem.split("_")[1]) > step:
+                    p.unlink()
+
 
 class TensorBoardLog:
     """Scalars and weight histograms in TensorBoard's event format (via tensorboardX, the

@@ -60,10 +60,22 @@ def check_out_dir(path: Path, overwrite: bool = False) -> None:
     """Refuse an existing run directory before anything is trained or written."""
     if path.exists() and not overwrite:
         raise KnobsimError(
-            f"--out {path} already exists; choose another --out or remove it first"
+            f"--out {path} already exists; choose another --out, or --overwrite to replace it"
         )
     if path.exists() and not path.is_dir():
         raise KnobsimError(f"--out {path} exists and is not a directory; choose another --out")
+
+
+def remove_run_dir(path: Path) -> None:
+    """--overwrite: remove an earlier run, but only something that is one (or empty)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    if any(path.iterdir()) and not (path / "config.json").exists():
+        raise KnobsimError(f"--overwrite: {path} is not a knobsim run directory; not removing it")
+    import shutil
+
+    shutil.rmtree(path)
 
 
 class RunDir:
@@ -122,6 +134,24 @@ class RunDir:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, obj)
         return path
+
+    def truncate_after(self, step: int) -> list[dict]:
+        """Keep the metrics of steps <= ``step`` (a resume from the checkpoint of ``step``
+        replays the rest); the file is rewritten atomically. Returns the kept rows."""
+        self.close()
+        try:
+            rows = [r for r in read_metrics(self.path) if r.get("step", 0) <= step]
+        except FileNotFoundError:
+            raise KnobsimError(f"{self.path} has no metrics.jsonl: it is not a knobsim run") from None
+        if not rows or rows[0].get("step") != 0 or "eval_loss" not in rows[0]:
+            raise KnobsimError(f"{self.path}/metrics.jsonl is corrupt (no initial evaluation); start the run again")
+        tmp = self.path / f".metrics.jsonl.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write("".join(json.dumps(clean_json(r), allow_nan=False) + "\n" for r in rows))
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(self.path / "metrics.jsonl")
+        return rows
 
     def close(self) -> None:
         if self._metrics is not None:

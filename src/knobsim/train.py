@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import math
 import os
+import signal
 import time
 from typing import Callable, NamedTuple
 
@@ -50,6 +51,18 @@ TOKENS_PER_PARAM = 20
 MIN_DEFAULT_TOKENS = 1_000_000
 MAX_DEFAULT_TOKENS = 2_000_000
 TARGET_CHUNKS = 40  # progress updates per run; each is one jitted call
+
+class Stopped(KnobsimError):
+    """A graceful stop (SIGINT/SIGTERM): checkpoint written, files closed."""
+
+
+# Set by a signal handler (the CLI installs it); the host loop stops after the current chunk.
+STOP = {"signal": None}
+
+# A loss this far above what a model that knows nothing scores means the run has diverged,
+# even when every number is still finite (with Adam and clipping a huge lr rarely makes NaNs,
+# it makes a confidently wrong model).
+DIVERGED_FACTOR = 2.0
 
 # Incremented each time a step is traced: tests check one compile per shape.
 TRACE_COUNT = {"train_step": 0, "watched_step": 0}
@@ -316,6 +329,8 @@ def plan_run(
     warmup: int | None = None,
     chunk: int | None = None,
     pool_tokens: int = 0,
+    ckpt_every: int | None = None,
+    keep: int = 2,
     eval_every: int | None = None,
     language: LanguageConfig = LanguageConfig(),
     check_memory: bool = True,
@@ -358,13 +373,21 @@ def plan_run(
     k = chunk or pick_chunk(steps, max(1, steps // TARGET_CHUNKS))
     ev = eval_every or max(k, steps // 10)
     ev = max(k, (ev // k) * k)  # evaluations fall on chunk boundaries
+    if keep < 1:
+        raise KnobsimError(f"--keep must be at least 1, got {keep}")
+    # Checkpoints fall on chunk boundaries too (a resumed run then replays the very same
+    # compiled chunks, so its bits match an uninterrupted run); by default four per run.
+    ck = max(k, steps // 4) if ckpt_every is None else ckpt_every
+    if ck < 0:
+        raise KnobsimError(f"--ckpt-every must be >= 0, got {ck}")
+    ck = 0 if ck == 0 else max(k, math.ceil(ck / k) * k)
     return RunConfig(
         language=language,
         model=ModelConfig(arch=arch, budget=params, shape=shape,
                           n_params_total=count.total, n_params_nonembedding=count.nonembedding),
         optim=OptimConfig(lr=float(lr), warmup_steps=warmup if warmup is not None else min(100, max(1, steps // 10))),
         train=TrainConfig(seed=seed, batch=batch, seq=seq, steps=steps, chunk=k, eval_every=ev,
-                          pool_tokens=pool_tokens),
+                          pool_tokens=pool_tokens, ckpt_every=ck, keep=keep),
     )
 
 
@@ -411,6 +434,7 @@ def train(
     init_params: dict[str, np.ndarray] | None = None,
     reference: str = "init",
     extra_config: dict | None = None,
+    resume: bool = False,
 ) -> dict:
     """Train ``cfg``; write to ``run`` (a record.RunDir) if given; return the summary.
 
@@ -418,10 +442,11 @@ def train(
     ``tensorboard`` also writes event files. ``init_params`` (flat, by leaf path) starts
     from given weights instead of the seed's init (fine-tuning); drift is then measured
     from them and ``reference`` names them in the records. ``extra_config`` is merged into
-    config.json."""
+    config.json. With a run directory, checkpoints go to RUN/checkpoints (checkpoint.py);
+    ``resume`` continues ``run`` from its latest checkpoint, bit for bit."""
     return _train(cfg, [cfg.train.seed], [run], on_chunk, lang, vmapped=False, watch=watch,
                   tensorboard=tensorboard, init_params=init_params, reference=reference,
-                  extra_config=extra_config)[0]
+                  extra_config=extra_config, resume=resume)[0]
 
 
 def train_seeds(
@@ -447,8 +472,9 @@ def _rows_of(watch_out: dict, keep: np.ndarray) -> dict:
 
 
 def _train(cfg, seeds, runs, on_chunk, lang, vmapped, watch=None, tensorboard=False,
-           init_params=None, reference="init", extra_config=None):
+           init_params=None, reference="init", extra_config=None, resume=False):
     t_start = time.perf_counter()
+    STOP["signal"] = None
     if vmapped and (watch is not None or tensorboard or init_params is not None):
         raise KnobsimError("watching, TensorBoard and fine-tuning take one seed at a time")
     if (watch is not None or tensorboard) and runs[0] is None:
@@ -483,12 +509,28 @@ def _train(cfg, seeds, runs, on_chunk, lang, vmapped, watch=None, tensorboard=Fa
 
     run0 = runs[0]
     watcher = tb = None
-    for c, run in zip(cfgs, runs):
-        if run is not None:
-            extra = dict(extra_config or {})
-            if watch is not None:
-                extra["watch"] = dataclasses.asdict(watch)
-            run.write_config({**c.to_dict(), **extra})
+    ckpt = None
+    if run0 is not None and not vmapped:
+        from knobsim.checkpoint import Checkpointer
+
+        ckpt = Checkpointer(run0.path, keep=tc.keep)
+    start = 0
+    ref = None
+    if resume:
+        if ckpt is None:
+            raise KnobsimError("resuming needs the run directory of a single-seed run")
+        like_ref = state.params if watch is not None else None
+        state, ref = ckpt.restore(state, ref_like=like_ref)
+        start = int(state.step)
+        rows0 = run0.truncate_after(start)  # drop what was logged after the checkpoint
+        first_eval = np.array([rows0[0]["eval_loss"]])
+    else:
+        for c, run in zip(cfgs, runs):
+            if run is not None:
+                extra = dict(extra_config or {})
+                if watch is not None:
+                    extra["watch"] = dataclasses.asdict(watch)
+                run.write_config({**c.to_dict(), **extra})
     if run0 is not None and tensorboard:
         from knobsim.knob_record import TensorBoardLog
 
@@ -497,25 +539,33 @@ def _train(cfg, seeds, runs, on_chunk, lang, vmapped, watch=None, tensorboard=Fa
     if watch is not None:
         from knobsim.knob_record import WatchRecorder
 
-        # The reference is a copy: the state's own buffers are donated to each chunk.
-        ref = jax.tree.map(jnp.copy, state.params)
+        if ref is None:
+            # The reference is a copy: the state's own buffers are donated to each chunk.
+            ref = jax.tree.map(jnp.copy, state.params)
         watcher = WatchRecorder(run0, progs.names, sizing.param_shapes(cfg.model.arch, cfg.model.shape),
                                 progs.sample, watch, tc.steps, reference)
-        host0 = jax.tree.map(lambda x: np.array(x, copy=True), state.params)
-        # Step 0 on the host in numpy: no second program to compile for one row.
-        w0 = knobs.watch_stats(host0, host0, None, None, progs.sample, xp=np)
-        watcher.record(np.array([0]), jax.tree.map(lambda x: np.asarray(x)[None], w0))
         if watch.snapshots:
             snaps = set(knobs.snapshot_steps(tc.steps))
-            watcher.snapshot(0, flat_params(host0))
-    first_eval = evaluate(state.params)
-    for i, run in enumerate(runs):
-        if run is not None:
-            run.append_metrics([{"step": 0, "tokens": 0, "eval_loss": first_eval[i]}])
-    if tb is not None:
-        tb.scalars([{"step": 0, "eval_loss": first_eval[0]}])
-        tb.histograms(0, flat_params(state.params, copy=True))
-        tb.flush()
+        if resume:
+            watcher.truncate_after(start)
+        else:
+            host0 = jax.tree.map(lambda x: np.array(x, copy=True), state.params)
+            # Step 0 on the host in numpy: no second program to compile for one row.
+            w0 = knobs.watch_stats(host0, host0, None, None, progs.sample, xp=np)
+            watcher.record(np.array([0]), jax.tree.map(lambda x: np.asarray(x)[None], w0))
+            if watch.snapshots:
+                watcher.snapshot(0, flat_params(host0))
+    if not resume:
+        first_eval = evaluate(state.params)
+        for i, run in enumerate(runs):
+            if run is not None:
+                run.append_metrics([{"step": 0, "tokens": 0, "eval_loss": first_eval[i]}])
+        if tb is not None:
+            tb.scalars([{"step": 0, "eval_loss": first_eval[0]}])
+            tb.histograms(0, flat_params(state.params, copy=True))
+            tb.flush()
+        if ckpt is not None:
+            ckpt.save(state, ref=ref)  # a good state to fall back on from the very start
 
     def next_stop(step: int) -> int:
         # Chunks end on multiples of tc.chunk (where evaluations fall) and, when watching,
@@ -523,8 +573,9 @@ def _train(cfg, seeds, runs, on_chunk, lang, vmapped, watch=None, tensorboard=Fa
         stop = min((step // tc.chunk + 1) * tc.chunk, tc.steps)
         return min([stop] + [s for s in snaps if s > step])
 
-    step, last_eval, chunk_losses = 0, first_eval, None
+    step, last_eval, chunk_losses = start, first_eval, None
     last_watch = None
+    diverge_at = DIVERGED_FACTOR * max(float(np.max(first_eval)), math.log(VOCAB))
     steady_tokens, steady_s = 0, 0.0
     while step < tc.steps:
         stop = next_stop(step) if watch is not None else min(step + tc.chunk, tc.steps)
@@ -575,11 +626,35 @@ def _train(cfg, seeds, runs, on_chunk, lang, vmapped, watch=None, tensorboard=Fa
             if ev is not None:
                 tb.histograms(step, flat_params(state.params, copy=True))
             tb.flush()
-        if not np.all(np.isfinite(metrics["loss"])):
-            bad = int(np.min(np.where(~np.isfinite(metrics["loss"]))[1])) + step - n + 1
+        bad = ~np.isfinite(metrics["loss"]) | (metrics["loss"] > diverge_at)
+        if bad.any():
+            first_bad = int(np.min(np.where(bad)[1])) + step - n + 1
+            what = "not finite" if not np.all(np.isfinite(metrics["loss"])) else (
+                f"above {diverge_at:.1f} nats, worse than knowing nothing")
+            kept = f"; the last good checkpoint (step {ckpt.latest_step()}) is kept" if ckpt else ""
+            if ckpt is not None:
+                ckpt.close()
+            for run in runs:
+                if run is not None:
+                    run.close()
             raise KnobsimError(
-                f"training diverged: loss is not finite at step {bad} (lr {cfg.optim.lr:g}); "
-                "try a smaller --lr", exit_code=3)
+                f"training diverged: the loss is {what} at step {first_bad} (lr {cfg.optim.lr:g}), "
+                f"likely a learning rate too high; try a smaller --lr{kept}", exit_code=3)
+        if ckpt is not None and (step == tc.steps or (tc.ckpt_every and step % tc.ckpt_every == 0)
+                                 or STOP["signal"] is not None):
+            ckpt.save(state, ref=ref)
+        if STOP["signal"] is not None:
+            sig = STOP["signal"]
+            if ckpt is not None:
+                ckpt.close()
+            for run in runs:
+                if run is not None:
+                    run.close()
+            if tb is not None:
+                tb.close()
+            where = f"; resume with: knobsim train --resume {run0.path}" if run0 is not None else ""
+            raise Stopped(f"stopped by {signal.Signals(sig).name} at step {step}, checkpoint saved{where}",
+                          exit_code=128 + sig)
         chunk_losses = metrics["loss"].mean(axis=1)
         tps = steady_tokens / steady_s if steady_s > 0 else n * per_step * len(seeds) / dt
         if on_chunk is not None:
@@ -631,4 +706,6 @@ def _train(cfg, seeds, runs, on_chunk, lang, vmapped, watch=None, tensorboard=Fa
         summaries.append(summary)
     if tb is not None:
         tb.close()
+    if ckpt is not None:
+        ckpt.close()
     return summaries

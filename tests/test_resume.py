@@ -1,0 +1,146 @@
+"""Runs that survive: SIGKILL at random moments and exact resume, graceful stops,
+divergence, overwriting. Subprocesses throughout: kills and signals are real."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+ENV = {**os.environ, "KNOBSIM_PEAK_FLOPS": "1e11", "PYTHONUNBUFFERED": "1"}
+TINY = ["--params", "2k", "--steps", "48", "--batch", "4", "--seq", "16", "--chunk", "4",
+        "--ckpt-every", "8", "--lr", "1e-2", "-q"]
+
+
+def knobsim(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "knobsim", *args], capture_output=True,
+                          text=True, env=ENV, timeout=600, **kw)
+
+
+def start(*args):
+    return subprocess.Popen([sys.executable, "-m", "knobsim", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENV)
+
+
+def metric_rows(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def params(run):
+    with np.load(run / "params.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+def _latest_checkpoint(run):
+    d = run / "checkpoints"
+    steps = [int(p.name) for p in d.iterdir() if p.name.isdigit()] if d.exists() else []
+    return max(steps, default=-1)
+
+
+def _wait_for_progress(run, proc, after, timeout=180):
+    """Until a checkpoint newer than ``after`` appears (or the process ends)."""
+    t0 = time.time()
+    while time.time() - t0 < timeout and proc.poll() is None:
+        if _latest_checkpoint(run) > after:
+            return
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
+    ref = tmp_path / "ref"
+    r = knobsim("train", *TINY, "--out", str(ref))
+    assert r.returncode == 0, r.stderr
+
+    run = tmp_path / "killed"
+    rng = random.Random(0)
+    proc = start("train", *TINY, "--out", str(run))
+    kills = 0
+    while True:
+        # Let it make progress past the newest checkpoint, then kill it at a random moment:
+        # mid-chunk, mid-metrics-write or mid-checkpoint.
+        _wait_for_progress(run, proc, _latest_checkpoint(run))
+        time.sleep(rng.uniform(0.0, 0.4))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        _, err = proc.communicate()
+        if (run / "summary.json").exists():
+            break
+        assert proc.returncode == -signal.SIGKILL, err
+        assert kills < 30, "never finished"
+        proc = start("train", "--resume", str(run), "-q")
+    assert kills >= 3
+    # Every metric and every knob is the same, bit for bit.
+    assert metric_rows(run) == metric_rows(ref)
+    a, b = params(ref), params(run)
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    # The knob records too (they are replayed from the checkpoint, not duplicated).
+    ra = sorted(p.name for p in (ref / "watch").iterdir())
+    rb = sorted(p.name for p in (run / "watch").iterdir())
+    assert ra == rb
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_graceful_stop_writes_a_checkpoint_and_prints_the_resume_command(tmp_path, sig, code):
+    run = tmp_path / "run"
+    args = ["train", "--params", "2k", "--steps", "4000", "--batch", "4", "--seq", "16",
+            "--chunk", "4", "--ckpt-every", "1000", "-q", "--out", str(run)]
+    proc = start(*args)
+    t0 = time.time()
+    while not (run / "metrics.jsonl").exists() or len(metric_rows(run)) < 10:
+        assert time.time() - t0 < 120 and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    assert f"knobsim train --resume {run}" in err
+    assert "Traceback" not in err
+    steps = sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
+    last = max(r["step"] for r in metric_rows(run))
+    assert steps and steps[-1] == last  # the checkpoint is where the metrics stop
+    r = knobsim("train", "--resume", str(run), "--steps", "4000", "-q")
+    # (--steps on resume is refused: the config is the run's own)
+    assert r.returncode == 2
+
+
+@pytest.mark.slow
+def test_divergence_exits_3_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    r = knobsim("train", "--params", "2k", "--steps", "200", "--batch", "4", "--seq", "16",
+                "--chunk", "4", "--ckpt-every", "4", "--lr", "10", "--out", str(run), "-q")
+    assert r.returncode == 3, (r.stdout, r.stderr)
+    line = r.stderr.strip().splitlines()[-1]
+    assert "diverged" in line and "step" in line and "--lr" in line
+    steps = sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps  # the last good one is there and loads
+    from knobsim.checkpoint import Checkpointer
+    assert Checkpointer(run).latest_step() == steps[-1]
+
+
+def test_resume_of_a_missing_or_corrupt_run_is_one_line(tmp_path):
+    r = knobsim("train", "--resume", str(tmp_path / "nope"))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text("{broken")
+    r = knobsim("train", "--resume", str(bad))
+    assert r.returncode == 2 and "corrupt" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_overwrite_is_needed_to_replace_a_run(tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "--params", "1k", "--steps", "2", "--batch", "2", "--seq", "8", "-q", "--out", str(run)]
+    assert knobsim(*args).returncode == 0
+    first = (run / "summary.json").read_text()
+    r = knobsim(*args)
+    assert r.returncode == 2 and (run / "summary.json").read_text() == first
+    assert knobsim(*args, "--overwrite").returncode == 0
