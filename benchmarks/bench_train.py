@@ -155,7 +155,8 @@ def main():
           f"backend {jax.default_backend()}, {os.cpu_count()} cores")
     rows = []
     for size in a.sizes.split(","):
-        cfg = plan_run(params=parse_count(size), steps=1000, check_memory=True)
+        # 32 x 128 tokens per step: the shape of the first profile in the issue tracker.
+        cfg = plan_run(params=parse_count(size), steps=1000, batch=32, seq=128, check_memory=True)
         n = cfg.model.n_params_total
         # Aim for ~2 s per timed repeat: fewer steps for bigger models.
         per_step_flops = 6 * n * cfg.train.tokens_per_step

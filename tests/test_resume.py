@@ -144,3 +144,21 @@ def test_overwrite_is_needed_to_replace_a_run(tmp_path):
     r = knobsim(*args)
     assert r.returncode == 2 and (run / "summary.json").read_text() == first
     assert knobsim(*args, "--overwrite").returncode == 0
+
+
+def test_resume_after_the_final_checkpoint_only_finishes_the_files(tmp_path):
+    """A kill between the last checkpoint and summary.json: resuming trains nothing and
+    writes the same summary and weights."""
+    run = tmp_path / "run"
+    assert knobsim("train", *TINY, "--out", str(run)).returncode == 0
+    done = json.loads((run / "summary.json").read_text())
+    before = params(run)
+    (run / "summary.json").unlink()
+    (run / "params.npz").unlink()
+    r = knobsim("train", "--resume", str(run), "-q")
+    assert r.returncode == 0, r.stderr
+    again = json.loads((run / "summary.json").read_text())
+    for k in ("final_eval_loss", "final_train_loss", "initial_eval_loss", "n_params_total"):
+        assert again[k] == done[k], k
+    for k, v in params(run).items():
+        np.testing.assert_array_equal(v, before[k])

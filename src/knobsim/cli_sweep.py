@@ -50,8 +50,8 @@ def _seeds(text: str) -> list[int]:
                    "Default without --tokens: train's rule (20 per knob within 1M..2M).")
 @click.option("--pool-tokens", type=Count(), default=None,
               help="Finite data: a fixed pool of this many tokens, repeated in epochs.")
-@click.option("--batch", type=click.IntRange(1), default=32, show_default=True, help="Sequences per step.")
-@click.option("--seq", type=click.IntRange(2), default=128, show_default=True, help="Characters per sequence.")
+@click.option("--batch", type=click.IntRange(1), default=16, show_default=True, help="Sequences per step.")
+@click.option("--seq", type=click.IntRange(2), default=64, show_default=True, help="Characters per sequence.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Peak learning rate for every size (default: the size-aware rule).")
 @click.option("--tune-lr", is_flag=True,

@@ -180,8 +180,8 @@ def print_summary(console, s: dict, run_path) -> None:
 @click.option("--tokens", type=Count(), default=None,
               help="Training tokens (default: 20 per knob, within 1M..2M).")
 @click.option("--steps", type=click.IntRange(1), default=None, help="Optimizer steps (instead of --tokens).")
-@click.option("--batch", type=click.IntRange(1), default=32, show_default=True, help="Sequences per step.")
-@click.option("--seq", type=click.IntRange(2), default=128, show_default=True, help="Characters per sequence.")
+@click.option("--batch", type=click.IntRange(1), default=16, show_default=True, help="Sequences per step.")
+@click.option("--seq", type=click.IntRange(2), default=64, show_default=True, help="Characters per sequence.")
 @click.option("--lr", type=float, default=None, help="Peak learning rate (default: size-aware rule).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Init and data seed.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,

@@ -177,8 +177,8 @@ class Settings:
     """What every run of a sweep shares."""
 
     arch: str = "transformer"
-    batch: int = 32
-    seq: int = 128
+    batch: int = 16
+    seq: int = 64
     language: LanguageConfig = dataclasses.field(default_factory=LanguageConfig)
     tune_lr: bool = False
     lr_grid: tuple[float, ...] = LR_GRID  # multiples of the default rule
@@ -200,8 +200,8 @@ def sweep_points(
     tokens_per_param: float | None = None,
     pool_tokens: int = 0,
     lr: float | None = None,
-    batch: int = 32,
-    seq: int = 128,
+    batch: int = 16,
+    seq: int = 64,
 ) -> list[Point]:
     """Sizes x seeds. Tokens per run: ``tokens`` fixed, or ``tokens_per_param`` x the exact
     total count of each size's shape, or (neither) train's default rule."""

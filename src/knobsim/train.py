@@ -322,8 +322,8 @@ def plan_run(
     arch: str = "transformer",
     tokens: int | None = None,
     steps: int | None = None,
-    batch: int = 32,
-    seq: int = 128,
+    batch: int = 16,
+    seq: int = 64,
     lr: float | None = None,
     seed: int = 0,
     warmup: int | None = None,
@@ -661,8 +661,17 @@ def _train(cfg, seeds, runs, on_chunk, lang, vmapped, watch=None, tensorboard=Fa
             on_chunk(ChunkReport(step, tc.steps, step * per_step, float(np.mean(chunk_losses)), tps,
                                  None if ev is None else float(np.mean(ev)), report_watch))
 
+    if chunk_losses is None:  # resumed from the final checkpoint: nothing left to train
+        stops, s_ = [0], 0
+        while s_ < tc.steps:
+            s_ = next_stop(s_) if watch is not None else min(s_ + tc.chunk, tc.steps)
+            stops.append(s_)
+        last = [r["loss"] for r in rows0 if stops[-2] < r["step"] <= tc.steps and "loss" in r]
+        chunk_losses = np.array([np.asarray(last, np.float32).mean()])
+        last_eval = np.array([next(r["eval_loss"] for r in reversed(rows0) if "eval_loss" in r)])
     wall = time.perf_counter() - t_start
-    tokens_per_s = steady_tokens / steady_s if steady_s > 0 else tc.tokens * len(seeds) / wall
+    tokens_per_s = (steady_tokens / steady_s if steady_s > 0
+                    else tc.tokens * len(seeds) / wall if step > start else float("nan"))
     peak = hardware.peak_flops()
     f6n, fattn = flops_per_token(cfg)
     floor = lang.entropy_rate
