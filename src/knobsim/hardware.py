@@ -93,3 +93,36 @@ def peak_flops() -> float:
     except OSError:
         pass  # a read-only home still gets an MFU, just not a cache
     return float(result["peak_flops"])
+
+
+def record_mfu(arch: str, n_params: int, mfu: float, tokens_per_s: float) -> None:
+    """Remember the MFU of the largest transformer trained on this machine (the zoo's time
+    estimates use it). Best effort: a read-only cache just means no record."""
+    if arch != "transformer" or not (mfu > 0):
+        return
+    path = cache_dir() / "mfu.json"
+    key = machine_id()
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = {}
+    old = data.get(key)
+    if old and (old["n_params"] > n_params or (old["n_params"] == n_params and old["mfu"] >= mfu)):
+        return
+    data[key] = {"n_params": int(n_params), "mfu": float(mfu), "tokens_per_s": float(tokens_per_s),
+                 "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(data, indent=1))
+        tmp.replace(path)
+    except OSError:
+        pass
+
+
+def measured_mfu() -> dict | None:
+    """{"n_params", "mfu", ...} of the largest transformer trained here, or None."""
+    try:
+        return json.loads((cache_dir() / "mfu.json").read_text()).get(machine_id())
+    except (OSError, ValueError):
+        return None

@@ -717,4 +717,6 @@ def _train(cfg, seeds, runs, on_chunk, lang, vmapped, watch=None, tensorboard=Fa
         tb.close()
     if ckpt is not None:
         ckpt.close()
+    if not vmapped and step > start and math.isfinite(tokens_per_s):
+        hardware.record_mfu(cfg.model.arch, cfg.model.n_params_total, f6n * tokens_per_s / peak, tokens_per_s)
     return summaries

@@ -507,7 +507,12 @@ def throughput(mfu: float | None = None) -> Throughput:
 
     if mfu is not None:
         return Throughput(hardware.peak_flops(), mfu, "given with --mfu")
-    return Throughput(hardware.peak_flops(), ASSUMED_MFU, "assumed, not measured")
+    seen = hardware.measured_mfu()  # recorded by `knobsim train` runs on this machine
+    if seen is not None:
+        return Throughput(hardware.peak_flops(), seen["mfu"],
+                          f"measured: knobsim's MFU training {seen['n_params']:,} knobs here")
+    return Throughput(hardware.peak_flops(), ASSUMED_MFU,
+                      "assumed, not measured: train a model here to measure it")
 
 
 def seconds_to_train(flop: float, tp: Throughput) -> float:

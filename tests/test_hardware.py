@@ -1,0 +1,17 @@
+from knobsim import hardware, zoo
+
+
+def test_peak_comes_from_the_override_in_tests():
+    assert hardware.peak_flops() == 1e11
+
+
+def test_the_largest_trained_model_sets_the_zoos_mfu():
+    assert zoo.throughput().mfu_source.startswith("assumed")
+    hardware.record_mfu("transformer", 100_000, 0.07, 6e4)
+    hardware.record_mfu("transformer", 1_000, 0.01, 9e5)  # smaller: ignored
+    hardware.record_mfu("mlp", 10_000_000, 0.5, 1e3)  # not a transformer: ignored
+    seen = hardware.measured_mfu()
+    assert seen["n_params"] == 100_000 and seen["mfu"] == 0.07
+    tp = zoo.throughput()
+    assert tp.mfu == 0.07 and "measured" in tp.mfu_source and "100,000" in tp.mfu_source
+    assert tp.flops == 0.07 * 1e11
