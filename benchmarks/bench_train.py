@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 import jax
-import numpy as np
 
 from knobsim import hardware
 from knobsim.config import parse_count

@@ -75,42 +75,25 @@ def peak_flops() -> float:
         return float(env)
     path = cache_dir() / "peak.json"
     key = machine_id()
-    cached = {}
-    try:
-        cached = json.loads(path.read_text())
-    except (OSError, ValueError):
-        cached = {}
+    cached = _read_cache(path)
     if key in cached and cached[key].get("peak_flops", 0) > 0:
         return float(cached[key]["peak_flops"])
     result = measure_peak_flops(n=2048, repeats=6)
     result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     cached[key] = result
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(cached, indent=1))
-        tmp.replace(path)
-    except OSError:
-        pass  # a read-only home still gets an MFU, just not a cache
+    _write_cache(path, cached)
     return float(result["peak_flops"])
 
 
-def record_mfu(arch: str, n_params: int, mfu: float, tokens_per_s: float) -> None:
-    """Remember the MFU of the largest transformer trained on this machine (the zoo's time
-    estimates use it). Best effort: a read-only cache just means no record."""
-    if arch != "transformer" or not (mfu > 0):
-        return
-    path = cache_dir() / "mfu.json"
-    key = machine_id()
+def _read_cache(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
-        data = {}
-    old = data.get(key)
-    if old and (old["n_params"] > n_params or (old["n_params"] == n_params and old["mfu"] >= mfu)):
-        return
-    data[key] = {"n_params": int(n_params), "mfu": float(mfu), "tokens_per_s": float(tokens_per_s),
-                 "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        return {}
+
+
+def _write_cache(path: Path, data: dict) -> None:
+    """Write-then-rename; a read-only home still gets its numbers, just no cache."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -120,9 +103,22 @@ def record_mfu(arch: str, n_params: int, mfu: float, tokens_per_s: float) -> Non
         pass
 
 
+def record_mfu(arch: str, n_params: int, mfu: float, tokens_per_s: float) -> None:
+    """Remember the MFU of the largest transformer trained on this machine (the zoo's time
+    estimates use it). Best effort: a read-only cache just means no record."""
+    if arch != "transformer" or not (mfu > 0):
+        return
+    path = cache_dir() / "mfu.json"
+    key = machine_id()
+    data = _read_cache(path)
+    old = data.get(key)
+    if old and (old["n_params"] > n_params or (old["n_params"] == n_params and old["mfu"] >= mfu)):
+        return
+    data[key] = {"n_params": int(n_params), "mfu": float(mfu), "tokens_per_s": float(tokens_per_s),
+                 "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    _write_cache(path, data)
+
+
 def measured_mfu() -> dict | None:
     """{"n_params", "mfu", ...} of the largest transformer trained here, or None."""
-    try:
-        return json.loads((cache_dir() / "mfu.json").read_text()).get(machine_id())
-    except (OSError, ValueError):
-        return None
+    return _read_cache(cache_dir() / "mfu.json").get(machine_id())

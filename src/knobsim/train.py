@@ -336,7 +336,7 @@ def plan_run(
     check_memory: bool = True,
 ) -> RunConfig:
     """Resolve and validate everything a run needs, allocating nothing."""
-    fam = sizing.family(arch)
+    sizing.family(arch)  # an unknown --arch fails here, before anything else
     if batch < 1 or seq < 2:
         raise KnobsimError(f"--batch must be >= 1 and --seq >= 2, got batch={batch}, seq={seq}")
     if tokens is not None and steps is not None:
