@@ -137,13 +137,13 @@ def test_killed_sweep_keeps_finished_rows_and_resumes(tmp_path, monkeypatch):
     settings = S.Settings(arch="linear", batch=2, seq=8, vmap="never", check_memory=False)
     real_train, calls = T.train, []
 
-    def killed_on_second(cfg, run=None, on_chunk=None, lang=None):
+    def killed_on_second(cfg, run=None, on_chunk=None, lang=None, resume=False):
         calls.append(cfg.model.budget)
         if len(calls) == 2:  # die mid-run: after the first chunk, before summary.json
             def die(r):
                 raise KeyboardInterrupt
-            return real_train(cfg, run=run, on_chunk=die, lang=lang)
-        return real_train(cfg, run=run, on_chunk=on_chunk, lang=lang)
+            return real_train(cfg, run=run, on_chunk=die, lang=lang, resume=resume)
+        return real_train(cfg, run=run, on_chunk=on_chunk, lang=lang, resume=resume)
 
     monkeypatch.setattr(T, "train", killed_on_second)
     with pytest.raises(KeyboardInterrupt):
@@ -153,9 +153,17 @@ def test_killed_sweep_keeps_finished_rows_and_resumes(tmp_path, monkeypatch):
     partial = [p for p in (tmp_path / "runs").iterdir() if not (p / "summary.json").exists()]
     assert len(partial) == 1 and (partial[0] / "config.json").exists()
 
-    monkeypatch.setattr(T, "train", real_train)
+    resumed = []
+
+    def record_resume(cfg, run=None, on_chunk=None, lang=None, resume=False):
+        resumed.append((cfg.model.budget, resume))
+        return real_train(cfg, run=run, on_chunk=on_chunk, lang=lang, resume=resume)
+
+    monkeypatch.setattr(T, "train", record_resume)
     res = S.run_sweep(pts, settings, tmp_path)
     assert res.trained == 2 and res.skipped == 1
+    # The killed run continued from its checkpoint; the untouched one started fresh.
+    assert resumed == [(150, True), (200, False)]
     assert [r["budget"] for r in res.rows] == [100, 150, 200]
     assert all((p / "summary.json").exists() for p in (tmp_path / "runs").iterdir())
 

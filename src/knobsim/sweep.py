@@ -14,8 +14,9 @@ A sweep directory:
       lr_tune/<name>/   with tune_lr: the short runs of the learning-rate grid
       lr_tune.csv       one row per tuning run
 
-Resuming: a run is finished when its directory holds summary.json; a rerun skips it. A
-directory without one (a killed run) is removed and trained again. The table is always
+Resuming: a run is finished when its directory holds summary.json; a rerun skips it; a
+killed run that trained alone continues from its last checkpoint (train --resume); any
+other leftover without summary.json (a killed vmapped group) is removed and trained again. The table is always
 rebuilt from the run directories and written atomically (temporary file + rename) after
 each trained group, so a kill never loses a finished row, and concurrent shards writing
 the same DIR each write a complete table (a plain rerun at the end writes the final one).
@@ -276,12 +277,22 @@ def _finished(path: Path) -> bool:
     return (path / "summary.json").is_file()
 
 
-def _fresh_run_dir(path: Path) -> record.RunDir:
-    """A run directory for a run that is about to (re)start: a leftover without
-    summary.json (a killed run) is removed first."""
+def _resumable(path: Path) -> bool:
+    """A killed single-seed run that left a checkpoint (vmapped groups keep none)."""
+    ck = path / "checkpoints"
+    return ((path / "config.json").is_file() and (path / "metrics.jsonl").is_file()
+            and ck.is_dir() and any(p.name.isdigit() for p in ck.iterdir()))
+
+
+def _fresh_run_dir(path: Path, allow_resume: bool = False) -> tuple[record.RunDir, bool]:
+    """A run directory for a run that is about to (re)start, and whether to resume it: a
+    killed run with a checkpoint is resumed (when ``allow_resume``), any other leftover
+    without summary.json is removed first."""
+    if allow_resume and path.exists() and _resumable(path):
+        return record.RunDir(path), True
     if path.exists():
         shutil.rmtree(path)
-    return record.RunDir.create(path)
+    return record.RunDir.create(path), False
 
 
 # -- the results table -------------------------------------------------------------------
@@ -650,10 +661,10 @@ def run_sweep(
     try:
         for t in tune_todo:
             rep.group(f"tune N={format_count(t.cfg.model.n_params_total)} lr={t.cfg.optim.lr:.3g}")
-            run = _fresh_run_dir(out / "lr_tune" / t.name)
+            run, resume = _fresh_run_dir(out / "lr_tune" / t.name, allow_resume=True)
             record.write_json_atomic(run.path / "point.json", {
                 **dataclasses.asdict(t.point), "lr_source": "tune", "lr_factor": t.factor})
-            _train_group([t.cfg], [run], rep, lang, together=False)
+            _train_group([t.cfg], [run], rep, lang, together=False, resumes=[resume])
             trained += 1
             last = t is tune_todo[-1]
             tuned = _resolve_tuning(out, plans, settings, rep if last else None)
@@ -669,15 +680,18 @@ def run_sweep(
             together = _vmap_ok(settings, n, cfgs[0].train.tokens, p0, len(grp))
             how = f", {len(grp)} seeds vmapped" if together else ""
             rep.group(f"N={format_count(n)} D={format_count(cfgs[0].train.tokens)}{how}")
-            runs = []
+            runs, resumes = [], []
             for p, _, src in grp:
-                run = _fresh_run_dir(out / "runs" / run_name(p, settings, lr))
+                run, resume = _fresh_run_dir(out / "runs" / run_name(p, settings, lr),
+                                             allow_resume=not together)
                 record.write_json_atomic(run.path / "point.json",
                                          {**dataclasses.asdict(p), "lr_source": src})
                 runs.append(run)
+                resumes.append(resume)
             # The table is rewritten after every finished run (or vmapped group), so a
             # kill never loses a finished row.
-            _train_group(cfgs, runs, rep, lang, together, after_each=lambda: write_table(out))
+            _train_group(cfgs, runs, rep, lang, together, after_each=lambda: write_table(out),
+                         resumes=resumes)
             trained += len(grp)
     finally:
         rep.stop()
@@ -685,8 +699,10 @@ def run_sweep(
     return SweepResult(write_table(out), trained, n_done, rows, dict(tuned))
 
 
-def _train_group(cfgs, runs, rep: Reporter, lang, together: bool, after_each=None) -> None:
-    """Train runs of one size: all seeds in one vmapped program, or one after another."""
+def _train_group(cfgs, runs, rep: Reporter, lang, together: bool, after_each=None,
+                 resumes=None) -> None:
+    """Train runs of one size: all seeds in one vmapped program, or one after another
+    (a killed one resumes from its checkpoint, bit for bit)."""
     from knobsim.train import train, train_seeds
 
     def progress(mult):
@@ -706,8 +722,8 @@ def _train_group(cfgs, runs, rep: Reporter, lang, together: bool, after_each=Non
         if after_each:
             after_each()
         return
-    for cfg, run in zip(cfgs, runs):
-        train(cfg, run=run, on_chunk=progress(1), lang=lang)
+    for cfg, run, resume in zip(cfgs, runs, resumes or [False] * len(runs)):
+        train(cfg, run=run, on_chunk=progress(1), lang=lang, resume=resume)
         rep.finished_run({})
         if after_each:
             after_each()
