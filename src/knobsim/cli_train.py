@@ -100,6 +100,10 @@ def print_plan(console, cfg, count, lang, memory: int) -> None:
         f"seed {t.seed}"
     )
     console.print(f"  memory to train ~{memory / 2**20:,.1f} MiB (estimate)")
+    import jax
+
+    devs = jax.devices()
+    console.print(f"  backend: {jax.default_backend()} ({len(devs)} x {devs[0].device_kind})")
     console.print(
         f"  language: {len(lang.words):,} words, zipf {lang.config.zipf:g}; floor {lang.entropy_rate:.4f} "
         f"nats/char, unigram {lang.unigram_loss:.4f}, bigram {lang.bigram_loss:.4f}"
