@@ -137,6 +137,9 @@ def break_even(seeds: int, tps_seq: float, tps_vmap: float, over_seq: float, ove
 
 
 def main():
+    from knobsim import runtime
+
+    runtime.reexec_with_hugepages()  # as `knobsim` runs (KNOBSIM_HUGEPAGES=0: without)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="1e3,1e4,1e5,1e6")
     ap.add_argument("--seeds", type=int, default=3)

@@ -133,6 +133,9 @@ def bench_torch(cfg, steps: int, repeats: int, compile_: bool) -> list[float] | 
 
 
 def main():
+    from knobsim import runtime
+
+    runtime.reexec_with_hugepages()  # as `knobsim` runs (KNOBSIM_HUGEPAGES=0: without)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="1e4,1e5,1e6,1e7")
     ap.add_argument("--repeats", type=int, default=5)

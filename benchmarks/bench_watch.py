@@ -48,6 +48,9 @@ def timed_run(cfg, watch, root: Path, name: str, t_lo: int, t_hi: int) -> float:
 
 
 def main():
+    from knobsim import runtime
+
+    runtime.reexec_with_hugepages()  # as `knobsim` runs (KNOBSIM_HUGEPAGES=0: without)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="1e6")
     ap.add_argument("--steps", type=int, default=60)

@@ -29,6 +29,9 @@ TINY = dict(batch=4, seq=16)  # --tiny: 64 tokens per step
 
 
 def parse(doc: str, name: str, extra=None) -> argparse.Namespace:
+    from knobsim import runtime
+
+    runtime.setup()  # huge pages (may re-exec once) and the compilation cache
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="the small version (minutes)")
     ap.add_argument("--out", type=Path, default=None,

@@ -54,6 +54,10 @@ def _one_line(msg: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `knobsim` console script and `python -m knobsim`."""
+    if argv is None:  # a real process, not a test calling main([...])
+        from knobsim import runtime
+
+        runtime.setup()  # huge pages (may re-exec once) and the compilation cache
     _register_commands()
     args = sys.argv[1:] if argv is None else argv
     prog = "knobsim"
