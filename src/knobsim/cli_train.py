@@ -103,7 +103,13 @@ def print_plan(console, cfg, count, lang, memory: int) -> None:
     import jax
 
     devs = jax.devices()
-    console.print(f"  backend: {jax.default_backend()} ({len(devs)} x {devs[0].device_kind})")
+    from knobsim import runtime
+
+    console.print(f"  backend: {jax.default_backend()} ({len(devs)} x {devs[0].device_kind}); compute "
+                  f"{cfg.dtype}; malloc on huge pages: {'yes' if runtime.hugepages_active() else 'no'}")
+    from knobsim import parallel
+
+    console.print(f"  {parallel.describe(parallel.data_mesh())}")
     console.print(
         f"  language: {len(lang.words):,} words, zipf {lang.config.zipf:g}; floor {lang.entropy_rate:.4f} "
         f"nats/char, unigram {lang.unigram_loss:.4f}, bigram {lang.bigram_loss:.4f}"
@@ -148,6 +154,31 @@ def watch_from(kw: dict):
     return WatchConfig(every=every, knobs_per_tensor=k, snapshots=not no_snap), bool(watch), tb
 
 
+def parallel_options(f):
+    """Many devices (parallel.py): how many to split the batch over; multi-host start."""
+    f = click.option("--distributed", is_flag=True,
+                     help="Multi-host: call jax.distributed.initialize first (also "
+                          "KNOBSIM_DISTRIBUTED=1); see the README's \"Many devices\".")(f)
+    return click.option("--devices", type=click.IntRange(1), default=None,
+                        help="Devices to split each batch over (default: all JAX sees; "
+                             "1: no data parallelism). Same as KNOBSIM_DEVICES.")(f)
+
+
+def parallel_from(kw: dict) -> None:
+    """Pop --devices / --distributed and apply them (before anything touches JAX)."""
+    import os
+
+    from knobsim import parallel
+
+    devices, distributed = kw.pop("devices"), kw.pop("distributed")
+    if parallel.distributed_requested(distributed):
+        parallel.initialize_distributed()
+    if devices is not None:
+        os.environ[parallel.DEVICES_ENV] = str(devices)
+    if parallel.requested_devices() is not None:
+        parallel.data_mesh()  # more devices than JAX sees: one line now, not mid-plan
+
+
 def print_summary(console, s: dict, run_path) -> None:
     from rich.table import Table
 
@@ -161,7 +192,9 @@ def print_summary(console, s: dict, run_path) -> None:
     table.add_row("entropy floor", f"{s['entropy_floor']:.4f} nats/char; gap {s['gap_nats']:.4f} nats ({s['gap_pct']:.1f}%)")
     table.add_row("baselines", f"unigram {s['unigram_loss']:.4f}, bigram {s['bigram_loss']:.4f}")
     table.add_row("throughput", f"{format_count(s['tokens_per_s'])} tokens/s on {s['backend']}")
-    table.add_row("MFU", f"{100 * s['mfu']:.1f}% of {s['peak_flops'] / 1e9:.0f} GFLOP/s measured peak "
+    devices = f" of {s['devices']} devices" if s.get("devices", 1) > 1 else ""
+    table.add_row("MFU", f"{100 * s['mfu']:.1f}% of {s['peak_flops'] / 1e9:.0f} GFLOP/s measured "
+                         f"{s.get('dtype', 'float32')} peak{devices} "
                          f"(6N; {100 * s['mfu_with_attention']:.1f}% with attention)")
     table.add_row("wall time", f"{s['wall_s']:.1f} s (compilation included)")
     if s.get("knobs"):
@@ -186,6 +219,9 @@ def print_summary(console, s: dict, run_path) -> None:
 @click.option("--seq", type=click.IntRange(2), default=64, show_default=True, help="Characters per sequence.")
 @click.option("--lr", type=float, default=None, help="Peak learning rate (default: size-aware rule).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Init and data seed.")
+@click.option("--dtype", default="float32", show_default=True,
+              help="Compute dtype: float32 or bf16 (bf16 matmuls and activations; the weights, "
+                   "optimizer state and loss stay float32). bf16 pays on GPUs and TPUs, not on CPUs.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run directory (default: runs/<arch>-<params>-s<seed>-<time>). Must not exist.")
 @click.option("--chunk", type=click.IntRange(1), default=None,
@@ -202,9 +238,10 @@ def print_summary(console, s: dict, run_path) -> None:
 @click.option("--dry-run", is_flag=True, help="Print the shape, counts and memory; train nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: one JSON object. Else: print the summary as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@parallel_options
 @watch_options
 @language_options
-def train(budget, arch, tokens, steps, batch, seq, lr, seed, out, chunk, ckpt_every, keep,
+def train(budget, arch, tokens, steps, batch, seq, lr, seed, dtype, out, chunk, ckpt_every, keep,
           resume_path, overwrite, dry_run, as_json, quiet, **lang_kw):
     """Train a model of about --params knobs on the synthetic language.
 
@@ -220,8 +257,9 @@ def train(budget, arch, tokens, steps, batch, seq, lr, seed, out, chunk, ckpt_ev
       knobsim train --params 1e9 --dry-run --json
       knobsim train --resume runs/transformer-1e5-s0-20261129-063000
     """
-    from knobsim import record
+    from knobsim import parallel, record
 
+    parallel_from(lang_kw)  # first: --distributed must come before JAX sees a device
     if resume_path is not None:
         return _resume(resume_path, quiet, as_json, lang_kw)
     from knobsim.data.language import build_language
@@ -233,9 +271,11 @@ def train(budget, arch, tokens, steps, batch, seq, lr, seed, out, chunk, ckpt_ev
     lang = build_language(language)
     cfg = plan_run(params=budget, arch=arch, tokens=tokens, steps=steps, batch=batch, seq=seq,
                    lr=lr, seed=seed, language=language, check_memory=not dry_run, chunk=chunk,
-                   ckpt_every=ckpt_every, keep=keep)
+                   ckpt_every=ckpt_every, keep=keep, dtype=dtype)
     count = sizing.count_params(arch, cfg.model.shape)
     memory = sizing.memory_bytes(arch, cfg.model.shape, count.total, batch, seq)
+    if not dry_run:  # before the run directory is made
+        parallel.check_batch(batch, parallel.data_mesh())
     if dry_run:
         if as_json:
             click.echo(json.dumps({
@@ -243,13 +283,15 @@ def train(budget, arch, tokens, steps, batch, seq, lr, seed, out, chunk, ckpt_ev
                 "n_params_total": count.total, "n_params_nonembedding": count.nonembedding,
                 "n_params_embedding": count.embedding, "by_component": count.by_component,
                 "shape": cfg.model.shape, "memory_bytes": memory,
-                "tokens": cfg.train.tokens, "steps": cfg.train.steps, "lr": cfg.optim.lr,
+                "tokens": cfg.train.tokens, "steps": cfg.train.steps, "lr": cfg.optim.lr, "dtype": cfg.dtype,
             }))
         else:
             print_plan(_err_console(), cfg, count, lang, memory)
         return
 
-    if out is not None:
+    if parallel.multi_process():  # process 0 writes the run; all share its checkpoints
+        run = parallel.shared_run_dir(out, overwrite, tensorboard)
+    elif out is not None:
         record.check_out_dir(out, overwrite=overwrite)
         if overwrite:
             record.remove_run_dir(out)
@@ -271,7 +313,7 @@ def train(budget, arch, tokens, steps, batch, seq, lr, seed, out, chunk, ckpt_ev
 
 
 # Options a resumed run takes from its own config.json; giving them is an error.
-_CONFIG_OPTIONS = ("budget", "arch", "tokens", "steps", "batch", "seq", "lr", "seed", "out", "chunk",
+_CONFIG_OPTIONS = ("budget", "arch", "tokens", "steps", "batch", "seq", "lr", "seed", "dtype", "out", "chunk",
                    "ckpt_every", "keep", "overwrite", "dry_run", "lang_seed", "n_words", "zipf",
                    "n_successors", "successor_weight", "watch_every", "knobs_per_tensor",
                    "no_snapshots", "tensorboard")
@@ -316,7 +358,9 @@ def _resume(path: Path, quiet: bool, as_json: bool, kw: dict):
     watch = WatchConfig(**raw["watch"]) if raw.get("watch") else None
     tensorboard = bool(raw.get("tensorboard", False))
     lang = build_language(cfg.language)
-    run = record.RunDir(path)
+    from knobsim import parallel
+
+    run = parallel.existing_run_dir(path, tensorboard)
     console = _err_console()
     install_stop_handlers()
     summary = run_with_progress(cfg, run, lang, quiet or as_json, console, watch=watch,

@@ -1,7 +1,8 @@
 """This machine's measured peak: the denominator of every MFU knobsim reports.
 
-The peak is the best FLOP/s of large square fp32 matmuls (numpy and JAX, best of several),
-measured once per machine and backend and cached in ``$KNOBSIM_CACHE`` (default
+The peak is the best FLOP/s of large square matmuls on the device JAX uses (on the CPU in
+fp32 also numpy's BLAS; best of several), in the run's compute dtype, measured once per
+machine, backend and dtype and cached in ``$KNOBSIM_CACHE`` (default
 ``~/.cache/knobsim``). ``KNOBSIM_PEAK_FLOPS`` overrides the measurement (tests use it).
 """
 
@@ -46,39 +47,50 @@ def _time_best(fn, repeats: int) -> float:
     return best
 
 
-def measure_peak_flops(n: int = 1024, repeats: int = 5) -> dict:
-    """Best fp32 matmul FLOP/s of an (n x n) @ (n x n) product in numpy and in JAX."""
+def measure_peak_flops(n: int | None = None, repeats: int = 5, dtype: str = "float32") -> dict:
+    """Best matmul FLOP/s of an (n x n) @ (n x n) product on the device JAX uses (and, for
+    float32 on the CPU, in numpy too: the better BLAS sets the CPU's peak).
+
+    ``n`` defaults to 2048 on the CPU and 8192 on accelerators (small products do not fill
+    a GPU). ``dtype`` is the compute dtype ("float32" or "bfloat16"): a bf16 run's MFU is
+    measured against the device's bf16 peak."""
     import jax
     import jax.numpy as jnp
 
+    backend = jax.default_backend()
+    n = n or (2048 if backend == "cpu" else 8192)
     flops = 2.0 * n**3
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
-    np_s = _time_best(lambda: a @ b, repeats)
-    ja, jb = jnp.asarray(a), jnp.asarray(b)
+    result = {"matmul_n": n, "dtype": dtype, "backend": backend,
+              "device": jax.devices()[0].device_kind}
+    best = 0.0
+    if backend == "cpu" and dtype == "float32":
+        np_s = _time_best(lambda: a @ b, repeats)
+        result["numpy_flops"] = flops / np_s
+        best = flops / np_s
+    ja, jb = jnp.asarray(a, dtype), jnp.asarray(b, dtype)
     mm = jax.jit(jnp.matmul)
     mm(ja, jb).block_until_ready()
     jax_s = _time_best(lambda: mm(ja, jb).block_until_ready(), repeats)
-    return {
-        "peak_flops": max(flops / np_s, flops / jax_s),
-        "numpy_flops": flops / np_s,
-        "jax_flops": flops / jax_s,
-        "matmul_n": n,
-    }
+    result["jax_flops"] = flops / jax_s
+    result["peak_flops"] = max(best, flops / jax_s)
+    return result
 
 
-def peak_flops() -> float:
-    """The cached peak for this machine, measuring it once if needed (about a second)."""
+def peak_flops(dtype: str = "float32") -> float:
+    """The cached peak for this machine, backend and compute dtype, measuring it once if
+    needed (about a second)."""
     env = os.environ.get("KNOBSIM_PEAK_FLOPS")
     if env:
         return float(env)
     path = cache_dir() / "peak.json"
-    key = machine_id()
+    key = machine_id() + ("" if dtype == "float32" else f"|{dtype}")
     cached = _read_cache(path)
     if key in cached and cached[key].get("peak_flops", 0) > 0:
         return float(cached[key]["peak_flops"])
-    result = measure_peak_flops(n=2048, repeats=6)
+    result = measure_peak_flops(repeats=6, dtype=dtype)
     result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     cached[key] = result
     _write_cache(path, cached)

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from knobsim import hardware, knobs
+from knobsim import hardware, knobs, parallel
 from knobsim.config import (
     LanguageConfig,
     ModelConfig,
@@ -75,8 +75,32 @@ class TrainState(NamedTuple):
     key: jax.Array  # data key of the run; the batch of step s uses fold_in(key, s)
 
 
-def loss_fn(params, tokens_BT1, apply: Callable) -> jax.Array:
-    """Mean next-character cross-entropy in nats; logits in float32."""
+# Compute dtypes: the weights (the optimizer's master copy), the optimizer state and the
+# loss stay float32 whatever the compute dtype (mixed precision as in Micikevicius et al.
+# 2018 and levanter/big_vision: cast the weights at use, never store them in bf16).
+DTYPES = {"float32": jnp.float32, "fp32": jnp.float32, "f32": jnp.float32,
+          "bfloat16": jnp.bfloat16, "bf16": jnp.bfloat16}
+
+
+def canonical_dtype(name: str) -> str:
+    """'bf16' -> 'bfloat16', 'fp32' -> 'float32'; a one-line error for anything else."""
+    key = str(name).strip().lower()
+    if key not in DTYPES:
+        raise KnobsimError(f"--dtype {name!r} is not known; use float32 (default) or bf16")
+    return jnp.dtype(DTYPES[key]).name
+
+
+def cast_floats(tree, dtype):
+    """The tree with every floating array cast to ``dtype`` (a no-op for its own dtype)."""
+    return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+
+
+def loss_fn(params, tokens_BT1, apply: Callable, dtype="float32") -> jax.Array:
+    """Mean next-character cross-entropy in nats. ``dtype`` is the compute dtype: the float32
+    weights are cast to it inside the differentiated function (so their gradients come back
+    float32); logits and the loss are always float32."""
+    if jnp.dtype(dtype) != jnp.float32:
+        params = cast_floats(params, dtype)
     logits = apply(params, tokens_BT1[:, :-1]).astype(jnp.float32)
     return optax.softmax_cross_entropy_with_integer_labels(logits, tokens_BT1[:, 1:]).mean()
 
@@ -97,6 +121,8 @@ class Programs:
     watched_chunk: Callable | None = None
     sample: dict | None = None  # tensor name -> flat indices of its sampled dials
     names: tuple = ()  # tensor names in flatten order (columns of per-tensor stats)
+    # [parallel] the data-parallel mesh (parallel.data_mesh), None on one device.
+    mesh: object = None
 
 
 def pool_rows(key: jax.Array, step: jax.Array, batch: int, n_pool: int) -> jax.Array:
@@ -142,21 +168,27 @@ def build_programs(cfg: RunConfig, n_words: int, watch: knobs.WatchConfig | None
     fam = sizing.family(cfg.model.arch)
     shape = cfg.model.shape
     apply = functools.partial(fam.apply, shape=shape)
+    compute = DTYPES[canonical_dtype(cfg.dtype)]
     tx = make_optimizer(cfg.optim, cfg.train.steps)
     mults = lr_multipliers(cfg)
     if mults is not None:
         tx = _with_lr_multipliers(tx, mults)
     b, t = cfg.train.batch, cfg.train.seq
+    # [parallel] None with one device (or KNOBSIM_DEVICES=1): the programs are unchanged.
+    mesh = parallel.data_mesh()
+    parallel.check_batch(b, mesh)
 
     def batch_for(state: TrainState, tables: Tables, pool):
         key = jax.random.fold_in(state.key, state.step)
         if pool is None:  # unlimited data: a fresh window of the language every step
-            return sample_batch(tables, key, b, t, n_words)
-        return pool[pool_rows(state.key, state.step, b, pool.shape[0])]
+            tokens = sample_batch(tables, key, b, t, n_words)
+        else:
+            tokens = pool[pool_rows(state.key, state.step, b, pool.shape[0])]
+        return parallel.constrain_batch(tokens, mesh)  # [parallel] split over the devices
 
     def advance(state: TrainState, tables: Tables, pool):
         tokens = batch_for(state, tables, pool)
-        loss, grads = jax.value_and_grad(loss_fn)(state.params, tokens, apply)
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, tokens, apply, compute)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {
@@ -217,7 +249,7 @@ def build_programs(cfg: RunConfig, n_words: int, watch: knobs.WatchConfig | None
         return state, bufs
 
     def eval_loss(params, eval_tokens_EBT1):
-        losses = jax.lax.map(lambda tok: loss_fn(params, tok, apply), eval_tokens_EBT1)
+        losses = jax.lax.map(lambda tok: loss_fn(params, tok, apply, compute), eval_tokens_EBT1)
         return losses.mean()
 
     return Programs(
@@ -232,6 +264,7 @@ def build_programs(cfg: RunConfig, n_words: int, watch: knobs.WatchConfig | None
         watched_chunk=None if watch is None else jax.jit(watched_chunk, static_argnums=5, donate_argnums=0),
         sample=sample,
         names=names,
+        mesh=mesh,
     )
 
 
@@ -245,7 +278,8 @@ def seed_keys(seed: int) -> dict[str, jax.Array]:
 def init_state(cfg: RunConfig, progs: Programs, seed: int | None = None) -> TrainState:
     keys = seed_keys(cfg.train.seed if seed is None else seed)
     params = progs.init(keys["init"])
-    return TrainState(jnp.zeros((), jnp.int32), params, progs.tx.init(params), keys["data"])
+    state = TrainState(jnp.zeros((), jnp.int32), params, progs.tx.init(params), keys["data"])
+    return parallel.place_replicated(state, progs.mesh)  # [parallel] no-op on one device
 
 
 def eval_tokens(cfg: RunConfig, tables: Tables, n_words: int) -> jax.Array:
@@ -334,9 +368,11 @@ def plan_run(
     eval_every: int | None = None,
     language: LanguageConfig = LanguageConfig(),
     check_memory: bool = True,
+    dtype: str = "float32",
 ) -> RunConfig:
     """Resolve and validate everything a run needs, allocating nothing."""
     sizing.family(arch)  # an unknown --arch fails here, before anything else
+    dtype = canonical_dtype(dtype)
     if batch < 1 or seq < 2:
         raise KnobsimError(f"--batch must be >= 1 and --seq >= 2, got batch={batch}, seq={seq}")
     if tokens is not None and steps is not None:
@@ -388,6 +424,7 @@ def plan_run(
         optim=OptimConfig(lr=float(lr), warmup_steps=warmup if warmup is not None else min(100, max(1, steps // 10))),
         train=TrainConfig(seed=seed, batch=batch, seq=seq, steps=steps, chunk=k, eval_every=ev,
                           pool_tokens=pool_tokens, ckpt_every=ck, keep=keep),
+        dtype=dtype,
     )
 
 
@@ -503,6 +540,9 @@ def _train(cfg, seeds, runs, on_chunk, lang, vmapped, watch=None, tensorboard=Fa
         chunk_fn, eval_fn = progs.chunk, progs.eval_loss
     pool = pools[0]
     ev_tokens = eval_tokens(cfg, tables, n_words)
+    if progs.mesh is not None:  # [parallel] replicated state and tables, eval set split
+        state, tables, pool = parallel.place_replicated((state, tables, pool), progs.mesh)
+        ev_tokens = parallel.place_eval_tokens(ev_tokens, progs.mesh)
 
     def evaluate(params) -> np.ndarray:
         return np.atleast_1d(np.asarray(jax.device_get(eval_fn(params, ev_tokens)), dtype=np.float64))
@@ -672,7 +712,10 @@ def _train(cfg, seeds, runs, on_chunk, lang, vmapped, watch=None, tensorboard=Fa
     wall = time.perf_counter() - t_start
     tokens_per_s = (steady_tokens / steady_s if steady_s > 0
                     else tc.tokens * len(seeds) / wall if step > start else float("nan"))
-    peak = hardware.peak_flops()
+    # The peak of every device the batch is split over (one device's peak, measured, times
+    # the mesh size): MFU is the share of all the hardware used.
+    n_devices = 1 if progs.mesh is None else int(progs.mesh.size)
+    peak = hardware.peak_flops(cfg.dtype) * n_devices
     f6n, fattn = flops_per_token(cfg)
     floor = lang.entropy_rate
     summaries = []
@@ -701,6 +744,8 @@ def _train(cfg, seeds, runs, on_chunk, lang, vmapped, watch=None, tensorboard=Fa
             "mfu_with_attention": fattn * tokens_per_s / peak,
             "peak_flops": peak,
             "backend": jax.default_backend(),
+            "dtype": cfg.dtype,
+            "devices": n_devices,
             "n_seeds_together": len(seeds),
             "wall_s": wall,
         }
@@ -717,6 +762,6 @@ def _train(cfg, seeds, runs, on_chunk, lang, vmapped, watch=None, tensorboard=Fa
         tb.close()
     if ckpt is not None:
         ckpt.close()
-    if not vmapped and step > start and math.isfinite(tokens_per_s):
+    if not vmapped and step > start and math.isfinite(tokens_per_s) and cfg.dtype == "float32":
         hardware.record_mfu(cfg.model.arch, cfg.model.n_params_total, f6n * tokens_per_s / peak, tokens_per_s)
     return summaries

@@ -72,9 +72,13 @@ def init(key: jax.Array, shape: dict) -> dict:
 
 
 def _layernorm(x, p, eps=1e-5):
-    mu = jnp.mean(x, axis=-1, keepdims=True)
-    var = jnp.mean(jnp.square(x - mu), axis=-1, keepdims=True)
-    return (x - mu) * jax.lax.rsqrt(var + eps) * p["scale_D"] + p["bias_D"]
+    # Statistics in float32 whatever the compute dtype (a no-op in float32): a bf16 mean
+    # over hundreds of channels loses the variance.
+    x32 = x.astype(jnp.float32)
+    mu = jnp.mean(x32, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x32 - mu), axis=-1, keepdims=True)
+    y = (x32 - mu) * jax.lax.rsqrt(var + eps) * p["scale_D"].astype(jnp.float32) + p["bias_D"].astype(jnp.float32)
+    return y.astype(x.dtype)
 
 
 def sinusoids(t: int, d: int) -> jax.Array:

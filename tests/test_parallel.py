@@ -1,0 +1,227 @@
+"""Many devices: data parallelism over a jax.sharding Mesh, on 4 CPU devices forced with
+XLA_FLAGS in a child process (the flag must be set before JAX starts, and this process
+keeps its single device): same losses as one device, the shardings really used, resume,
+the one-line error for a batch that does not divide, and the CLI."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+N_DEV = 4
+
+
+def _env(n_devices: int = N_DEV, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KNOBSIM_DEVICES")}
+    env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={n_devices}", JAX_PLATFORMS="cpu",
+               KNOBSIM_PEAK_FLOPS="1e11", PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+# Runs in the child: everything it learns goes to stdout as one JSON line.
+CHILD = textwrap.dedent("""
+    import json, os, re, signal, sys
+    from pathlib import Path
+    import jax, numpy as np
+    from jax.sharding import NamedSharding, PartitionSpec as P
+    from knobsim import parallel, train as T
+    from knobsim.data.language import build_language
+    from knobsim.data.sampler import device_tables, words_needed
+    from knobsim.errors import KnobsimError
+    from knobsim.record import RunDir, read_metrics
+
+    out = Path(sys.argv[1])
+    res = {"device_count": jax.device_count()}
+    cfg = T.plan_run(params=3000, steps=12, batch=8, seq=16, chunk=4, ckpt_every=4, check_memory=False)
+    lang = build_language(cfg.language)
+    nw = words_needed(lang, cfg.train.seq)
+
+    def sharding_facts(x):
+        s = x.sharding
+        return {"named": isinstance(s, NamedSharding), "spec": list(getattr(s, "spec", [0])),
+                "mesh": dict(s.mesh.shape) if isinstance(s, NamedSharding) else None,
+                "n_shards": len(x.addressable_shards),
+                "shard_shape": list(x.addressable_shards[0].data.shape)}
+
+    # The programs as the host loop builds them: the mesh, state and batch shardings.
+    progs = T.build_programs(cfg, nw)
+    res["mesh"] = None if progs.mesh is None else dict(progs.mesh.shape)
+    tables = parallel.place_replicated(device_tables(lang), progs.mesh)
+    state = T.init_state(cfg, progs)
+    lowered = progs.chunk.lower(state, tables, None, cfg.train.chunk)
+    res["constraint_in_program"] = bool(re.search(
+        r'sharding_constraint [^\\n]*\\[\\{"data"\\}, \\{\\}\\]> : tensor<8x17xi32>', lowered.as_text()))
+    hlo = lowered.compile().as_text()
+    res["all_reduce"] = "all-reduce" in hlo
+    # The partitioned program's logits: 2 of the 8 sequences per device, never all 8.
+    res["logits_per_device"] = [len(re.findall(rf"f32\\[{b},16,27\\]", hlo)) for b in (2, 8)]
+    state, _ = progs.chunk(state, tables, None, cfg.train.chunk)
+    res["params"] = [sharding_facts(x) for x in jax.tree.leaves(state.params)]
+    res["opt_state"] = [sharding_facts(x) for x in jax.tree.leaves(state.opt_state)]
+    tokens = np.zeros((cfg.train.batch, cfg.train.seq + 1), np.int32)
+    res["batch"] = sharding_facts(jax.jit(lambda t: parallel.constrain_batch(t, progs.mesh))(tokens))
+    ev = parallel.place_eval_tokens(T.eval_tokens(cfg, device_tables(lang), nw), progs.mesh)
+    res["eval_tokens"] = sharding_facts(ev)
+
+    def losses(run):
+        rows = read_metrics(run)
+        return {"loss": [r["loss"] for r in rows if "loss" in r],
+                "eval": [r["eval_loss"] for r in rows if "eval_loss" in r]}
+
+    # Whole runs: on 4 devices; stopped after 8 steps and resumed (still 4 devices); on one.
+    T.train(cfg, run=RunDir.create(out / "four"))
+    res["four"] = losses(out / "four")
+
+    def stop_after_first_chunk(report):
+        T.STOP["signal"] = signal.SIGTERM  # as the CLI's handler does: stop after the next chunk
+    try:
+        T.train(cfg, run=RunDir.create(out / "resumed"), on_chunk=stop_after_first_chunk)
+        res["stopped"] = False
+    except T.Stopped:
+        res["stopped"] = True
+    T.STOP["signal"] = None
+    res["stopped_at"] = len(losses(out / "resumed")["loss"])
+    T.train(cfg, run=RunDir(out / "resumed"), resume=True)
+    res["resumed"] = losses(out / "resumed")
+    p4, pr = (np.load(out / n / "params.npz") for n in ("four", "resumed"))
+    res["resumed_params_equal"] = all(np.array_equal(p4[k], pr[k]) for k in p4.files)
+
+    os.environ["KNOBSIM_DEVICES"] = "1"
+    res["mesh_forced_one"] = parallel.data_mesh() is None
+    T.train(cfg, run=RunDir.create(out / "one"))
+    res["one"] = losses(out / "one")
+    del os.environ["KNOBSIM_DEVICES"]
+
+    try:
+        T.build_programs(T.plan_run(params=3000, steps=8, batch=10, seq=16, check_memory=False), nw)
+        res["bad_batch"] = None
+    except KnobsimError as e:
+        res["bad_batch"] = str(e)
+    print(json.dumps(res))
+""")
+
+
+@pytest.fixture(scope="module")
+def child(tmp_path_factory):
+    out = tmp_path_factory.mktemp("parallel")
+    r = subprocess.run([sys.executable, "-c", CHILD, str(out)], capture_output=True, text=True,
+                       env=_env(), timeout=600, check=False)
+    assert r.returncode == 0, r.stderr[-4000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_four_devices_train_like_one(child):
+    assert child["device_count"] == N_DEV
+    assert child["mesh"] == {"data": N_DEV}
+    assert child["mesh_forced_one"]  # KNOBSIM_DEVICES=1: no mesh, the single-device programs
+    four, one = child["four"], child["one"]
+    assert len(four["loss"]) == len(one["loss"]) == 12
+    np.testing.assert_allclose(four["loss"], one["loss"], rtol=1e-5)
+    np.testing.assert_allclose(four["eval"], one["eval"], rtol=1e-5)
+    assert four["loss"][-1] < four["loss"][0]  # it learns
+
+
+@pytest.mark.slow
+def test_the_shardings_are_really_used(child):
+    # The state is replicated over the 4 devices, before and after a chunk.
+    for facts in child["params"] + child["opt_state"]:
+        assert facts["named"] and facts["spec"] == [], facts
+        assert facts["mesh"] == {"data": N_DEV} and facts["n_shards"] == N_DEV
+    # The batch is split along its first axis: 8 sequences, 2 per device.
+    b = child["batch"]
+    assert b["spec"] == ["data"] and b["n_shards"] == N_DEV
+    assert b["shard_shape"] == [8 // N_DEV, 17]
+    assert child["constraint_in_program"]  # the step's sampled batch carries that sharding
+    assert child["all_reduce"]  # and XLA sums the gradients across devices
+    per_device, whole = child["logits_per_device"]
+    assert per_device > 0 and whole == 0  # each device computes 2 of the 8 sequences
+    ev = child["eval_tokens"]  # the eval set's 32 sequences per pass, split too
+    assert ev["spec"] == [None, "data"] and ev["shard_shape"][1] == 32 // N_DEV
+
+
+@pytest.mark.slow
+def test_a_stopped_four_device_run_resumes_bit_for_bit(child):
+    assert child["stopped"] and child["stopped_at"] == 8
+    assert child["resumed"] == child["four"]  # same bits, not just close
+    assert child["resumed_params_equal"]
+
+
+@pytest.mark.slow
+def test_a_batch_that_does_not_divide_is_one_line(child):
+    msg = child["bad_batch"]
+    assert msg == ("--batch 10 does not divide over 4 devices; "
+                   "use a multiple of 4 or KNOBSIM_DEVICES=1 (--devices 1)")
+
+
+def _knobsim(*args, env):
+    return subprocess.run([sys.executable, "-m", "knobsim", *args], capture_output=True, text=True,
+                          env=env, timeout=600, check=False)
+
+
+@pytest.mark.slow
+def test_cli_trains_data_parallel_and_refuses_a_bad_batch(tmp_path):
+    run = tmp_path / "run"
+    r = _knobsim("train", "--params", "3000", "--steps", "8", "--batch", "8", "--seq", "16",
+                 "--out", str(run), env=_env())
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert "backend: cpu (4 x cpu)" in r.stdout
+    assert "data parallel: on, batch split over 4 devices" in r.stdout
+    assert (run / "summary.json").exists() and (run / "checkpoints").is_dir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["devices"] == 4  # MFU against the peak of all 4 devices
+    assert summary["peak_flops"] == pytest.approx(4 * float(_env()["KNOBSIM_PEAK_FLOPS"]))
+
+    bad = tmp_path / "bad"
+    r = _knobsim("train", "--params", "3000", "--steps", "8", "--batch", "10", "--seq", "16",
+                 "--out", str(bad), env=_env())
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("knobsim train: error: --batch 10 does not divide over 4 devices; "
+                                "use a multiple of 4 or KNOBSIM_DEVICES=1 (--devices 1)")
+    assert not bad.exists()  # refused before the run directory is made
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_on_one_machine_train_like_one_device(tmp_path, child):
+    """Multi-host as far as one machine can show it: 2 processes x 2 CPU devices joined by
+    jax.distributed (gloo collectives over localhost), one run directory."""
+    run = tmp_path / "run"
+    port = _free_port()
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "knobsim", "train", "--distributed", "--params", "3000", "--steps", "12",
+         "--batch", "8", "--seq", "16", "--chunk", "4", "--ckpt-every", "4", "--no-watch", "-q",
+         "--out", str(run)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=_env(2, JAX_COORDINATOR_ADDRESS=f"localhost:{port}", KNOBSIM_NUM_PROCESSES="2",
+                 KNOBSIM_PROCESS_ID=str(i)))
+        for i in range(2)]
+    try:
+        outs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-4000:]
+        assert "data parallel: on, batch split over 4 devices on 2 processes" in out
+    from knobsim.record import read_metrics
+
+    rows = read_metrics(run)  # written by process 0 alone: one row per step
+    assert [r["step"] for r in rows] == list(range(13))
+    np.testing.assert_allclose([r["loss"] for r in rows if "loss" in r], child["one"]["loss"], rtol=1e-5)
+    np.testing.assert_allclose([r["eval_loss"] for r in rows if "eval_loss" in r], child["one"]["eval"],
+                               rtol=1e-5)
+    assert (run / "summary.json").exists()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["12", "8"]
