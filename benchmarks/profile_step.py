@@ -1,0 +1,168 @@
+"""Where a training step's time goes, per size: an XLA op breakdown from the JAX profiler.
+
+    python benchmarks/profile_step.py                      # 1e4,1e5,1e6,1e7 at 32 x 128
+    python benchmarks/profile_step.py --sizes 1e5 --batch 16 --seq 64    # train's default
+
+For each size, one scanned chunk (`make bench`'s shape by default) is compiled and warmed
+up, then timed without the profiler (tokens/s, minor page faults per step) and run once
+more under ``jax.profiler.trace``. Every executed XLA op in the trace is matched with its
+instruction in the compiled HLO (its shape and the JAX operation it came from) and put in
+one of these bins:
+
+  dense matmuls       the 6N FLOPs: projections, MLP, readout, forward and backward
+  attention matmuls   q k^T and p v per head (batched dots), forward and backward
+  softmax and mask    the max and exp over the scores, the causal select
+  layout copies       transposes, copies, concatenations (head splits and merges)
+  reductions          LayerNorm statistics, bias gradients, other sums
+  elementwise         GELU, residual adds, multiplies, the optimizer update
+  other               the loop, sampling, everything else
+
+and reported as ms per step, share of op time, and (for the matmul bins) the FLOP/s they
+reach against the measured peak. "host and idle" is wall time not covered by ops (the
+host loop, thread hand-offs, page faults). Writes
+benchmarks/results/profile_step-<host>.json. Runtime: about 2 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gzip
+import json
+import os
+import platform
+import re
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BINS = ["dense matmuls", "attention matmuls", "softmax and mask", "layout copies", "reductions",
+        "elementwise", "other"]
+STEPS = {"1e4": 40, "1e5": 20, "1e6": 6, "1e7": 2}
+
+
+def classify(name: str, op: str) -> str:
+    """A bin from the HLO op's name and the JAX operation it came from (its op_name)."""
+    last = op.rsplit("/", 1)[-1]
+    if "dot_general" in op:
+        return "attention matmuls" if ("bthk" in op or "bhts" in op) else "dense matmuls"
+    if "reduce_max" in op or "_where" in op or last == "exp":
+        return "softmax and mask"
+    if last in ("transpose", "squeeze", "concatenate", "reshape", "copy") or name.startswith(("copy", "transpose")):
+        return "layout copies"
+    if "reduce" in last or last == "rsqrt":
+        return "reductions"
+    if last in ("add", "add_any", "mul", "sub", "div", "tanh", "integer_pow", "square", "sqrt", "max",
+                "min", "neg", "select_n", "convert_element_type", "pow", "log", "abs", "sign"):
+        return "elementwise"
+    return "other"
+
+
+def hlo_index(text: str) -> dict[str, tuple[str, str]]:
+    """instruction name -> (shape, op_name metadata)."""
+    out = {}
+    for m in re.finditer(r"^\s*%([\w\-\.]+) = (\S+) .*?op_name=\"([^\"]*)\"", text, re.M):
+        out[m.group(1)] = (m.group(2), m.group(3))
+    return out
+
+
+def profile_size(size: str, batch: int, seq: int, steps: int, peak: float) -> dict:
+    import jax
+
+    from knobsim.data.language import build_language
+    from knobsim.data.sampler import device_tables, words_needed
+    from knobsim.train import build_programs, flops_per_token, init_state, plan_run
+
+    cfg = plan_run(params=int(float(size)), steps=1000, batch=batch, seq=seq)
+    lang = build_language(cfg.language)
+    tables = device_tables(lang)
+    progs = build_programs(cfg, words_needed(lang, cfg.train.seq))
+    state = init_state(cfg, progs)
+    index = hlo_index(progs.chunk.lower(state, tables, None, steps).compile().as_text())
+    state, m = progs.chunk(state, tables, None, steps)
+    jax.block_until_ready(m)
+    walls, faults = [], []
+    for _ in range(3):
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        t0 = time.perf_counter()
+        state, m = progs.chunk(state, tables, None, steps)
+        jax.block_until_ready(m)
+        walls.append((time.perf_counter() - t0) / steps)
+        faults.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / steps)
+    step_s = sorted(walls)[1]
+    with tempfile.TemporaryDirectory() as d:
+        with jax.profiler.trace(d, create_perfetto_trace=True):
+            state, m = progs.chunk(state, tables, None, steps)
+            jax.block_until_ready(m)
+        trace = next(Path(d).rglob("*.trace.json.gz"))
+        events = [e for e in json.load(gzip.open(trace))["traceEvents"] if e.get("ph") == "X"]
+    bins = collections.Counter()
+    top = collections.Counter()
+    for e in events:
+        if e["name"] not in index:
+            continue
+        shape, op = index[e["name"]]
+        b = classify(e["name"], op)
+        bins[b] += e["dur"] * 1e-6 / steps
+        top[(b, shape, op.split("closed_call/")[-1])] += e["dur"] * 1e-6 / steps
+    op_s = sum(bins.values())
+    tokens = cfg.train.tokens_per_step
+    f6n, fattn = flops_per_token(cfg)
+    s = cfg.model.shape
+    row = {
+        "size": size, "n_params": cfg.model.n_params_total, "shape": s, "batch": batch, "seq": seq,
+        "step_ms": 1e3 * step_s, "tokens_per_s": tokens / step_s, "mfu": f6n * tokens / step_s / peak,
+        "faults_per_step": sorted(faults)[1],
+        "op_ms": 1e3 * op_s,
+        "bins_ms": {b: 1e3 * bins.get(b, 0.0) for b in BINS},
+        "dense_matmul_flops": f6n * tokens / bins["dense matmuls"] if bins["dense matmuls"] else None,
+        "attention_matmul_flops": ((fattn - f6n) * tokens / bins["attention matmuls"]
+                                   if bins["attention matmuls"] else None),
+        "top_ops": [{"bin": k[0], "shape": k[1], "op": k[2], "ms": 1e3 * v} for k, v in top.most_common(12)],
+    }
+    # The bound this profile implies: every op but the dense matmuls made free.
+    row["mfu_if_only_dense_matmuls"] = f6n * tokens / bins["dense matmuls"] / peak if bins["dense matmuls"] else None
+    return row
+
+
+def main():
+    from knobsim import runtime
+
+    runtime.reexec_with_hugepages()  # as `knobsim` runs (KNOBSIM_HUGEPAGES=0: without)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="1e4,1e5,1e6,1e7")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+    from knobsim import hardware
+
+    peak = hardware.measure_peak_flops(repeats=6)["peak_flops"]
+    rows = []
+    for size in a.sizes.split(","):
+        r = profile_size(size, a.batch, a.seq, STEPS.get(size, 10), peak)
+        rows.append(r)
+        print(f"\n{size} knobs ({r['n_params']:,}), batch {a.batch} x {a.seq}: {r['step_ms']:.1f} ms/step, "
+              f"{r['tokens_per_s']:,.0f} tok/s, MFU {100 * r['mfu']:.1f}%, {r['faults_per_step']:,.0f} faults/step")
+        for b in BINS:
+            ms = r["bins_ms"][b]
+            extra = ""
+            if b == "dense matmuls" and r["dense_matmul_flops"]:
+                extra = f"  {r['dense_matmul_flops'] / 1e9:.0f} GFLOP/s ({100 * r['dense_matmul_flops'] / peak:.0f}% of peak)"
+            if b == "attention matmuls" and r["attention_matmul_flops"]:
+                extra = f"  {r['attention_matmul_flops'] / 1e9:.0f} GFLOP/s"
+            print(f"  {b:18s} {ms:8.2f} ms  {100 * ms / r['op_ms']:5.1f}%{extra}")
+        print(f"  {'host and idle':18s} {max(0.0, r['step_ms'] - r['op_ms']):8.2f} ms  (wall minus ops)")
+        if r["mfu_if_only_dense_matmuls"]:
+            print(f"  bound: MFU {100 * r['mfu_if_only_dense_matmuls']:.0f}% if everything but the dense matmuls were free")
+    out = Path(a.out) if a.out else HERE / "results" / f"profile_step-{platform.node()}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"peak_flops": peak, "date": time.strftime("%Y-%m-%d"),
+                               "load_avg_at_end": os.getloadavg(), "rows": rows}, indent=1))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
