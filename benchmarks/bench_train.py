@@ -10,8 +10,14 @@ sinusoidal positions, GELU-tanh), batch, sequence length and optimizer (AdamW +
 global-norm clipping) is timed in PyTorch, eager and torch.compile, with the same number
 of threads, on pre-generated random tokens (so PyTorch is not charged for sampling).
 
+All three are compiled and warmed up first; then the timed repeats take turns (knobsim,
+eager, compiled, knobsim, ...), so a drift in machine load hits all of them alike, each
+turn one untimed call and one timed one (right after the other framework ran, a first call
+is up to 25% slower), and the medians of --repeats are compared. The process re-executes itself with malloc on huge
+pages, as `knobsim` does (KNOBSIM_HUGEPAGES=0 to measure without).
+
 MFU = 6 N tokens/s / peak, the peak being the best fp32 matmul rate of numpy and JAX
-measured in the same run; "MFU+attn" adds 12 L T D FLOPs per token. Medians of --repeats.
+measured in the same run; "MFU+attn" adds 12 L T D FLOPs per token.
 Writes benchmarks/results/bench_train-<host>.json and prints a table. Runtime: about 5 to
 10 minutes with PyTorch at the default sizes on a 2-core laptop.
 PyTorch is optional: `pip install -e '.[bench]'`.
@@ -37,20 +43,22 @@ from knobsim.data.sampler import device_tables, words_needed
 from knobsim.train import build_programs, flops_per_token, init_state, plan_run
 
 
-def bench_knobsim(cfg, chunk_steps: int, repeats: int) -> list[float]:
+def knobsim_timer(cfg, chunk_steps: int):
+    """Compile and warm up knobsim's chunk; return a function that times one chunk."""
     lang = build_language(cfg.language)
     tables = device_tables(lang)
     progs = build_programs(cfg, words_needed(lang, cfg.train.seq))
-    state = init_state(cfg, progs)
-    state, m = progs.chunk(state, tables, None, chunk_steps)  # compile + warm up
+    box = {"state": init_state(cfg, progs)}
+    box["state"], m = progs.chunk(box["state"], tables, None, chunk_steps)  # compile + warm up
     jax.block_until_ready(m)
-    out = []
-    for _ in range(repeats):
+
+    def timed() -> float:
         t0 = time.perf_counter()
-        state, m = progs.chunk(state, tables, None, chunk_steps)
+        box["state"], m = progs.chunk(box["state"], tables, None, chunk_steps)
         jax.block_until_ready(m)
-        out.append(chunk_steps * cfg.train.tokens_per_step / (time.perf_counter() - t0))
-    return out
+        return chunk_steps * cfg.train.tokens_per_step / (time.perf_counter() - t0)
+
+    return timed
 
 
 def torch_model(shape, seq):
@@ -95,7 +103,9 @@ def torch_model(shape, seq):
     return GPT()
 
 
-def bench_torch(cfg, steps: int, repeats: int, compile_: bool) -> list[float] | None:
+def torch_timer(cfg, steps: int, compile_: bool):
+    """Build (and compile) the PyTorch twin and warm it up; return a function that times
+    ``steps`` steps, or None when torch.compile is unavailable."""
     import torch
 
     torch.manual_seed(0)
@@ -118,18 +128,20 @@ def bench_torch(cfg, steps: int, repeats: int, compile_: bool) -> list[float] | 
     if compile_:
         try:
             step = torch.compile(step)
+            step(data[0])
         except Exception as e:  # pragma: no cover - depends on the toolchain
-            print(f"  torch.compile unavailable: {e}")
+            print(f"  torch.compile unavailable: {' '.join(str(e).split())[:200]}")
             return None
     step(data[0])  # warm up / compile
     step(data[0])
-    out = []
-    for _ in range(repeats):
+
+    def timed() -> float:
         t0 = time.perf_counter()
         for s in range(steps):
             step(data[s])
-        out.append(steps * b * t / (time.perf_counter() - t0))
-    return out
+        return steps * b * t / (time.perf_counter() - t0)
+
+    return timed
 
 
 def main():
@@ -164,24 +176,39 @@ def main():
         per_step_flops = 6 * n * cfg.train.tokens_per_step
         steps = int(min(200, max(2, 2 * peak["peak_flops"] * 0.3 / per_step_flops)))
         row = {"budget": size, "n_params": n, "shape": cfg.model.shape, "steps_per_repeat": steps}
-        kn = bench_knobsim(cfg, steps, a.repeats)
-        row["knobsim_tokens_per_s"] = statistics.median(kn)
-        row["knobsim_all"] = kn
+        # Everything compiled and warmed up first; then the timed repeats take turns
+        # (knobsim, eager, compiled, knobsim, ...) so drifts in machine load hit all alike.
+        # Each turn starts with one untimed call: measured here, the first call after the
+        # other framework ran is up to 25% slower (its memory and caches are cold), for
+        # knobsim and PyTorch alike; a sleep does not help, a call does.
+        timers = {"knobsim": knobsim_timer(cfg, steps)}
         if have_torch:
-            eager = bench_torch(cfg, steps, a.repeats, compile_=False)
-            row["torch_eager_tokens_per_s"] = statistics.median(eager)
+            timers["torch_eager"] = torch_timer(cfg, steps, compile_=False)
             if not a.no_compile:
-                comp = bench_torch(cfg, steps, a.repeats, compile_=True)
-                row["torch_compile_tokens_per_s"] = statistics.median(comp) if comp else None
+                timers["torch_compile"] = torch_timer(cfg, steps, compile_=True)
+        timers = {k: v for k, v in timers.items() if v is not None}
+        runs = {k: [] for k in timers}
+        for _ in range(a.repeats):
+            for k, timed in timers.items():
+                timed()  # re-warm after the other framework's turn
+                runs[k].append(timed())
+        row["knobsim_tokens_per_s"] = statistics.median(runs["knobsim"])
+        for k, v in runs.items():
+            row[f"{k}_all"] = v
+            if k != "knobsim":
+                row[f"{k}_tokens_per_s"] = statistics.median(v)
+        if have_torch and not a.no_compile and "torch_compile" not in timers:
+            row["torch_compile_tokens_per_s"] = None
         f6n, fattn = flops_per_token(cfg)
         row["mfu"] = f6n * row["knobsim_tokens_per_s"] / peak["peak_flops"]
         row["mfu_with_attention"] = fattn * row["knobsim_tokens_per_s"] / peak["peak_flops"]
-        best_torch = max([v for k, v in row.items() if k.startswith("torch_") and v] or [math.nan])
+        best_torch = max([v for k, v in row.items() if k.startswith("torch_") and k.endswith("_per_s") and v]
+                         or [math.nan])
         row["ratio_vs_best_torch"] = row["knobsim_tokens_per_s"] / best_torch
         if "torch_eager_tokens_per_s" in row:
             row["ratio_vs_torch_eager"] = row["knobsim_tokens_per_s"] / row["torch_eager_tokens_per_s"]
         rows.append(row)
-        print(json.dumps({k: v for k, v in row.items() if k not in ("shape", "knobsim_all")}), flush=True)
+        print(json.dumps({k: v for k, v in row.items() if k != "shape" and not k.endswith("_all")}), flush=True)
 
     print()
     print(f"{'knobs':>11} {'knobsim tok/s':>14} {'MFU':>6} {'MFU+attn':>9} {'torch eager':>12} "
