@@ -714,7 +714,7 @@ def _train(cfg, seeds, runs, on_chunk, lang, vmapped, watch=None, tensorboard=Fa
                     else tc.tokens * len(seeds) / wall if step > start else float("nan"))
     # The peak of every device the batch is split over (one device's peak, measured, times
     # the mesh size): MFU is the share of all the hardware used.
-    n_devices = 1 if progs.mesh is None else int(progs.mesh.size)
+    n_devices = parallel.n_devices(progs.mesh)
     peak = hardware.peak_flops(cfg.dtype) * n_devices
     f6n, fattn = flops_per_token(cfg)
     floor = lang.entropy_rate
