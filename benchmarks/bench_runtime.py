@@ -1,4 +1,4 @@
-"""What knobsim.runtime buys: huge pages for malloc, and the persistent compilation cache.
+"""What knobsim.core.runtime buys: huge pages for malloc, and the persistent compilation cache.
 
     python benchmarks/bench_runtime.py                  # both parts, about 6 minutes
     python benchmarks/bench_runtime.py --part pages --sizes 1e6 --repeats 3
@@ -36,7 +36,8 @@ def child(size: float, steps: int, repeats: int) -> None:
 
     from knobsim.data.language import build_language
     from knobsim.data.sampler import device_tables, words_needed
-    from knobsim.train import build_programs, init_state, plan_run
+    from knobsim.core.plan import plan_run
+    from knobsim.core.programs import build_programs, init_state
 
     cfg = plan_run(params=int(size), steps=1000, batch=32, seq=128)
     lang = build_language(cfg.language)

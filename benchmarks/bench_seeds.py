@@ -16,7 +16,7 @@ compiling, evaluating). From both: the break-even tokens per seed D*(N) below wh
 vmapped seeds finish first, S (o_s + D/r_s) = o_v + S D / r_v.
 
 Writes a JSON (default benchmarks/results/bench_seeds.json) with, per size, tokens/s both
-ways, the speedup, the per-call overheads and D*(N). knobsim.sweep.VMAP_BREAK_EVEN is
+ways, the speedup, the per-call overheads and D*(N). knobsim.scaling.sweep.VMAP_BREAK_EVEN is
 copied from it (see its comment): a sweep vmaps a size's seeds when their tokens per seed
 are at most D*(N), interpolated in log N.
 
@@ -39,7 +39,9 @@ import jax.numpy as jnp
 from knobsim.config import parse_count
 from knobsim.data.language import build_language
 from knobsim.data.sampler import device_tables, words_needed
-from knobsim.train import build_programs, init_state, plan_run, train, train_seeds
+from knobsim.core.plan import plan_run
+from knobsim.core.programs import build_programs, init_state
+from knobsim.core.train import train, train_seeds
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "bench_seeds.json"
 
@@ -137,7 +139,7 @@ def break_even(seeds: int, tps_seq: float, tps_vmap: float, over_seq: float, ove
 
 
 def main():
-    from knobsim import runtime
+    from knobsim.core import runtime
 
     runtime.reexec_with_hugepages()  # as `knobsim` runs (KNOBSIM_HUGEPAGES=0: without)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -165,7 +167,7 @@ def main():
                     "device": jax.devices()[0].device_kind,
                     "load_avg_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None},
         "rows": rows,
-        # knobsim.sweep.VMAP_BREAK_EVEN copies (n_params, break_even_tokens_per_seed).
+        # knobsim.scaling.sweep.VMAP_BREAK_EVEN copies (n_params, break_even_tokens_per_seed).
         "break_even": [[r["n_params"], r["break_even_tokens_per_seed"]] for r in rows],
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }

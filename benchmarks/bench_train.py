@@ -2,6 +2,7 @@
 
     python benchmarks/bench_train.py                   # sizes 1e4,1e5,1e6,1e7; 5 repeats
     python benchmarks/bench_train.py --sizes 1e5 --repeats 3 --no-torch
+    python benchmarks/bench_train.py --dtype bf16      # knobsim --dtype bf16 vs torch.autocast(bf16)
 
 For each size, the knobsim transformer that `knobsim train --params N` builds is timed on
 whole scanned chunks (sampling on the device included), after one warm-up chunk that
@@ -16,8 +17,14 @@ turn one untimed call and one timed one (right after the other framework ran, a 
 is up to 25% slower), and the medians of --repeats are compared. The process re-executes itself with malloc on huge
 pages, as `knobsim` does (KNOBSIM_HUGEPAGES=0 to measure without).
 
-MFU = 6 N tokens/s / peak, the peak being the best fp32 matmul rate of numpy and JAX
-measured in the same run; "MFU+attn" adds 12 L T D FLOPs per token.
+MFU = 6 N tokens/s / peak, the peak being the best matmul rate in the compute dtype
+measured in the same run (fp32: numpy and JAX; bf16: JAX and, with PyTorch installed,
+torch's bf16 matmul, which reaches AMX through oneDNN where the CPU has it); "MFU+attn"
+adds 12 L T D FLOPs per token. The first line printed names the CPU model, its cores and
+the matrix/vector features that decide the kernels (AMX, AVX-512 bf16, AVX-512, AVX2).
+With --dtype bf16 knobsim trains as `knobsim train --dtype bf16` does (float32 master
+weights cast to bf16 in the loss) and PyTorch runs its forward pass under
+torch.autocast("cpu", torch.bfloat16) (its mixed precision: weights and optimizer float32).
 Writes benchmarks/results/bench_train-<host>.json and prints a table. Runtime: about 5 to
 10 minutes with PyTorch at the default sizes on a 2-core laptop.
 PyTorch is optional: `pip install -e '.[bench]'`.
@@ -36,11 +43,29 @@ from pathlib import Path
 
 import jax
 
-from knobsim import hardware
+from knobsim.core import hardware
 from knobsim.config import parse_count
 from knobsim.data.language import VOCAB, build_language
 from knobsim.data.sampler import device_tables, words_needed
-from knobsim.train import build_programs, flops_per_token, init_state, plan_run
+from knobsim.core.plan import flops_per_token, plan_run
+from knobsim.core.state import canonical_dtype
+from knobsim.core.programs import build_programs, init_state
+
+
+def torch_peak_flops(n: int = 2048, repeats: int = 6, dtype: str = "float32") -> float:
+    """Best torch matmul FLOP/s in ``dtype`` (bf16 on a CPU with AMX goes through oneDNN)."""
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    dt = torch.bfloat16 if dtype == "bfloat16" else torch.float32
+    a, b = torch.randn(n, n, dtype=dt), torch.randn(n, n, dtype=dt)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n**3 / best
 
 
 def knobsim_timer(cfg, chunk_steps: int):
@@ -103,7 +128,7 @@ def torch_model(shape, seq):
     return GPT()
 
 
-def torch_timer(cfg, steps: int, compile_: bool):
+def torch_timer(cfg, steps: int, compile_: bool, dtype: str = "float32"):
     """Build (and compile) the PyTorch twin and warm it up; return a function that times
     ``steps`` steps, or None when torch.compile is unavailable."""
     import torch
@@ -117,8 +142,11 @@ def torch_timer(cfg, steps: int, compile_: bool):
     b, t = cfg.train.batch, cfg.train.seq
     data = torch.randint(0, VOCAB, (steps + 1, b, t + 1))
 
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16")
+
     def step(tokens):
-        loss = model(tokens[:, :-1], tokens[:, 1:])
+        with autocast:  # bf16: the forward in bf16 where autocast allows, weights float32
+            loss = model(tokens[:, :-1], tokens[:, 1:])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -145,7 +173,7 @@ def torch_timer(cfg, steps: int, compile_: bool):
 
 
 def main():
-    from knobsim import runtime
+    from knobsim.core import runtime
 
     runtime.reexec_with_hugepages()  # as `knobsim` runs (KNOBSIM_HUGEPAGES=0: without)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -153,8 +181,10 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    ap.add_argument("--dtype", default="float32", help="compute dtype: float32 or bf16")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
+    dtype = canonical_dtype(a.dtype)
 
     try:
         import torch  # noqa: F401
@@ -163,14 +193,21 @@ def main():
         have_torch = False
         print("PyTorch not installed (pip install -e '.[bench]'): knobsim only")
 
-    peak = hardware.measure_peak_flops(n=2048, repeats=6)
-    print(f"peak fp32 matmul: {peak['peak_flops'] / 1e9:.0f} GFLOP/s "
-          f"(numpy {peak['numpy_flops'] / 1e9:.0f}, JAX {peak['jax_flops'] / 1e9:.0f}); "
-          f"backend {jax.default_backend()}, {os.cpu_count()} cores")
+    cpu = hardware.cpu_info()
+    print(f"CPU: {cpu['model']}, {cpu['cores']} cores; features: {' '.join(cpu['flags']) or 'none of note'}")
+    peak = hardware.measure_peak_flops(n=2048, repeats=6, dtype=dtype)
+    if have_torch and dtype == "bfloat16":
+        peak["torch_flops"] = torch_peak_flops(dtype=dtype)
+        peak["peak_flops"] = max(peak["peak_flops"], peak["torch_flops"])
+    parts = ", ".join(f"{k.split('_')[0]} {v / 1e9:.0f}" for k, v in peak.items()
+                      if k.endswith("_flops") and k != "peak_flops")
+    print(f"peak {dtype} matmul: {peak['peak_flops'] / 1e9:.0f} GFLOP/s ({parts}); "
+          f"backend {jax.default_backend()}")
     rows = []
     for size in a.sizes.split(","):
         # 32 x 128 tokens per step: the shape of the first profile in the issue tracker.
-        cfg = plan_run(params=parse_count(size), steps=1000, batch=32, seq=128, check_memory=True)
+        cfg = plan_run(params=parse_count(size), steps=1000, batch=32, seq=128, check_memory=True,
+                       dtype=dtype)
         n = cfg.model.n_params_total
         # Aim for ~2 s per timed repeat: fewer steps for bigger models.
         per_step_flops = 6 * n * cfg.train.tokens_per_step
@@ -183,9 +220,9 @@ def main():
         # knobsim and PyTorch alike; a sleep does not help, a call does.
         timers = {"knobsim": knobsim_timer(cfg, steps)}
         if have_torch:
-            timers["torch_eager"] = torch_timer(cfg, steps, compile_=False)
+            timers["torch_eager"] = torch_timer(cfg, steps, compile_=False, dtype=dtype)
             if not a.no_compile:
-                timers["torch_compile"] = torch_timer(cfg, steps, compile_=True)
+                timers["torch_compile"] = torch_timer(cfg, steps, compile_=True, dtype=dtype)
         timers = {k: v for k, v in timers.items() if v is not None}
         runs = {k: [] for k in timers}
         for _ in range(a.repeats):
@@ -220,9 +257,11 @@ def main():
         print(f"{r['n_params']:>11,} {f('knobsim_tokens_per_s'):>14} {100 * r['mfu']:>5.1f}% "
               f"{100 * r['mfu_with_attention']:>8.1f}% {f('torch_eager_tokens_per_s'):>12} "
               f"{f('torch_compile_tokens_per_s'):>14} {r['ratio_vs_best_torch']:>13.2f}")
-    out = Path(a.out or Path(__file__).parent / "results" / f"bench_train-{platform.node()}.json")
+    suffix = "" if dtype == "float32" else "-bf16"
+    out = Path(a.out or Path(__file__).parent / "results" / f"bench_train-{platform.node()}{suffix}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": hardware.machine_id(), "peak": peak, "repeats": a.repeats,
+    out.write_text(json.dumps({"machine": hardware.machine_id(), "cpu": cpu, "dtype": dtype,
+                               "peak": peak, "repeats": a.repeats,
                                "date": time.strftime("%Y-%m-%d"), "rows": rows}, indent=1))
     print(f"\nwrote {out}")
 

@@ -29,9 +29,10 @@ import time
 from pathlib import Path
 
 from knobsim.config import parse_count
-from knobsim.knobs import WatchConfig
-from knobsim.record import RunDir
-from knobsim.train import plan_run, train
+from knobsim.watch.stats import WatchConfig
+from knobsim.io.rundir import RunDir
+from knobsim.core.plan import plan_run
+from knobsim.core.train import train
 
 
 def timed_run(cfg, watch, root: Path, name: str, t_lo: int, t_hi: int) -> float:
@@ -48,7 +49,7 @@ def timed_run(cfg, watch, root: Path, name: str, t_lo: int, t_hi: int) -> float:
 
 
 def main():
-    from knobsim import runtime
+    from knobsim.core import runtime
 
     runtime.reexec_with_hugepages()  # as `knobsim` runs (KNOBSIM_HUGEPAGES=0: without)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -73,7 +73,8 @@ def profile_size(size: str, batch: int, seq: int, steps: int, peak: float) -> di
 
     from knobsim.data.language import build_language
     from knobsim.data.sampler import device_tables, words_needed
-    from knobsim.train import build_programs, flops_per_token, init_state, plan_run
+    from knobsim.core.plan import flops_per_token, plan_run
+    from knobsim.core.programs import build_programs, init_state
 
     cfg = plan_run(params=int(float(size)), steps=1000, batch=batch, seq=seq)
     lang = build_language(cfg.language)
@@ -128,7 +129,7 @@ def profile_size(size: str, batch: int, seq: int, steps: int, peak: float) -> di
 
 
 def main():
-    from knobsim import runtime
+    from knobsim.core import runtime
 
     runtime.reexec_with_hugepages()  # as `knobsim` runs (KNOBSIM_HUGEPAGES=0: without)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -137,7 +138,7 @@ def main():
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
-    from knobsim import hardware
+    from knobsim.core import hardware
 
     peak = hardware.measure_peak_flops(repeats=6)["peak_flops"]
     rows = []

@@ -12,7 +12,8 @@ import argparse
 import json
 
 from knobsim.config import parse_count
-from knobsim.train import plan_run, train
+from knobsim.core.plan import plan_run
+from knobsim.core.train import train
 
 
 def main():

@@ -13,8 +13,8 @@ import os
 import time
 from pathlib import Path
 
-from knobsim import record
-from knobsim import sweep as S
+from knobsim.io import rundir as record
+from knobsim.scaling import sweep as S
 
 HERE = Path(__file__).resolve().parent
 
@@ -29,7 +29,7 @@ TINY = dict(batch=4, seq=16)  # --tiny: 64 tokens per step
 
 
 def parse(doc: str, name: str, extra=None) -> argparse.Namespace:
-    from knobsim import runtime
+    from knobsim.core import runtime
 
     runtime.setup()  # huge pages (may re-exec once) and the compilation cache
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -81,6 +81,6 @@ def finish(a, summary: dict, pngs: list[Path]) -> None:
 
 def fit_dict(fit) -> dict:
     """A scaling fit as plain numbers (constants and their 95% intervals)."""
-    from knobsim.scaling import fit_to_dict
+    from knobsim.scaling.frontier import fit_to_dict
 
     return record.clean_json(fit_to_dict(fit))

@@ -15,7 +15,7 @@ loss exceeds the unlimited run's by more than REPEAT_HURTS = 0.03 nats/char and 
 Right panel: final eval loss against unique tokens D_unique (log-log), with the
 unlimited-data loss of each size as its asymptote, and (with 4 or more pools, the full
 mode) a fit L(D) = L_inf(N) + B / D^beta, E fixed at the unlimited run's loss
-(knobsim.scaling).
+(knobsim.scaling.fit).
 
 Writes to --out (default experiments/out/data_scaling[-quick]):
   data_scaling.png     eval loss vs tokens seen per pool | final loss vs unique tokens
@@ -30,9 +30,10 @@ from pathlib import Path
 import numpy as np
 
 import _common as C
-from knobsim import plots as P
-from knobsim import record, scaling
-from knobsim import sweep as S
+from knobsim.scaling import plots as P
+from knobsim.io import rundir as record
+from knobsim import scaling
+from knobsim.scaling import sweep as S
 
 MODES = {
     "full": dict(sizes=[10_000, 100_000, 316_000], pools=[16_000, 64_000, 256_000, 1_000_000, 4_000_000],

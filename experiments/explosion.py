@@ -5,7 +5,7 @@
 
 One log axis of parameter count from 10 to 10^14. Above it, the models you trained
 (scaling_params' sweep in the same mode: the runs are shared, so this costs nothing after
-that experiment) and the L(N) = E + A / N^alpha law fitted to them (knobsim.scaling, E
+that experiment) and the L(N) = E + A / N^alpha law fitted to them (knobsim.scaling.fit, E
 free, 95% bootstrap band), drawn solid where there are runs and dashed beyond: an
 EXTRAPOLATION of a law fitted on a synthetic character-level language, many decades past
 the data. Below it, the explainer's table from knobsim.zoo: the linear model (20-200),
@@ -28,8 +28,9 @@ import numpy as np
 
 import _common as C
 import scaling_params
-from knobsim import plots as P
-from knobsim import scaling, zoo
+from knobsim.scaling import plots as P
+from knobsim import scaling
+from knobsim import zoo
 from knobsim.models.counting import count_decoder
 
 # The explainer's table, in order; every row's count comes from knobsim.zoo.

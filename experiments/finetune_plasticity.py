@@ -11,7 +11,7 @@ each of a few shifted languages:
   flatter zipf  the same words with Zipf exponent 0.8 instead of 1.2 (rarer words matter)
   looser chain  successor weight 0.2 instead of 0.6 (the word order is less predictable)
 
-For each fine-tune (knobsim.finetune): the loss on the original language before and after
+For each fine-tune (knobsim.core.finetune): the loss on the original language before and after
 (forgetting), the loss on the new language before and after, per tensor the relative
 drift of the fine-tune from the pre-trained weights beside the pre-training's drift from
 init, and per layer how much of the forgetting disappears when only that layer is put back
@@ -35,12 +35,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
-from knobsim import knobs  # noqa: E402
-from knobsim import train as T  # noqa: E402
-from knobsim.finetune import _eval_fn, finetune, plan_finetune  # noqa: E402
-from knobsim.knob_record import read_watch  # noqa: E402
-from knobsim.record import RunDir, read_json, read_metrics  # noqa: E402
-from knobsim.watch import _role_key, layer_rank, role, short  # noqa: E402
+from knobsim.watch import stats as knobs  # noqa: E402
+from knobsim.core import train as T  # noqa: E402
+from knobsim.core.plan import plan_run
+from knobsim.core.state import unflat_params
+from knobsim.core.finetune import _eval_fn, finetune, plan_finetune  # noqa: E402
+from knobsim.watch.recorder import read_watch  # noqa: E402
+from knobsim.io.rundir import RunDir, read_json, read_metrics  # noqa: E402
+from knobsim.watch.style import _role_key, layer_rank, role, short  # noqa: E402
 
 SHIFTS = {
     "new lexicon": {"seed": 1},
@@ -67,7 +69,7 @@ def main():
         import shutil
 
         shutil.rmtree(pre_dir, ignore_errors=True)
-        cfg = T.plan_run(params=m["params"], steps=m["steps"], batch=sh["batch"], seq=sh["seq"],
+        cfg = plan_run(params=m["params"], steps=m["steps"], batch=sh["batch"], seq=sh["seq"],
                          check_memory=False)
         T.train(cfg, run=RunDir.create(pre_dir), watch=knobs.WatchConfig())
     pre = read_json(pre_dir / "summary.json")
@@ -86,7 +88,7 @@ def main():
         # Forgetting as it happens: the original language's loss at each fine-tune snapshot.
         rec = read_watch(out)
         ev = _eval_fn(plan.pre)
-        orig = [(s, ev(T.unflat_params(plan.pre, rec.snapshot(s)))) for s in rec.snapshots]
+        orig = [(s, ev(unflat_params(plan.pre, rec.snapshot(s)))) for s in rec.snapshots]
         new = [(r["step"], r["eval_loss"]) for r in read_metrics(out) if r.get("eval_loss") is not None]
         curves[name] = {"original": orig, "new": new}
         print(f"{name}: original {rep['original_loss_before']:.4f} -> {rep['original_loss_after']:.4f} "

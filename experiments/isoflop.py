@@ -11,9 +11,9 @@ resampled with replacement, every parabola and the line refitted (resamples whos
 parabola opens downwards are dropped and counted).
 
 Approach 3 on the same runs: L(N, D) = E + A / N^alpha + B / D^beta fitted by
-knobsim.scaling.fit_chinchilla (Huber on log loss, L-BFGS from Hoffmann et al.'s grid,
+knobsim.scaling.fit.fit_chinchilla (Huber on log loss, L-BFGS from Hoffmann et al.'s grid,
 bootstrap intervals), whose frontier gives a = beta / (alpha + beta)
-(knobsim.scaling.compute_optimal). Chinchilla found a ≈ 0.5 both ways (approach 2: 0.49,
+(knobsim.scaling.frontier.compute_optimal). Chinchilla found a ≈ 0.5 both ways (approach 2: 0.49,
 approach 3: 0.46).
 
 Sizes at each budget are spread in log N around N_c = sqrt(C / 120) (20 tokens per
@@ -33,9 +33,9 @@ from __future__ import annotations
 import numpy as np
 
 import _common as C
-from knobsim import plots as P
+from knobsim.scaling import plots as P
 from knobsim import scaling
-from knobsim import sweep as S
+from knobsim.scaling import sweep as S
 from knobsim.data.language import VOCAB
 from knobsim.models import sizing
 

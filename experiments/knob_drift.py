@@ -54,13 +54,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
-from knobsim import knobs  # noqa: E402
-from knobsim import train as T  # noqa: E402
+from knobsim.watch import stats as knobs  # noqa: E402
+from knobsim.core import train as T  # noqa: E402
+from knobsim.core.plan import plan_run
 from knobsim.config import ModelConfig  # noqa: E402
 from knobsim.data.language import VOCAB  # noqa: E402
-from knobsim.finetune import initial_params  # noqa: E402
+from knobsim.core.finetune import initial_params  # noqa: E402
 from knobsim.models import sizing  # noqa: E402
-from knobsim.record import RunDir, load_params  # noqa: E402
+from knobsim.io.rundir import RunDir, load_params  # noqa: E402
 
 MODES = {
     "full": dict(widths=[32, 64, 128, 256, 512], seeds=[0, 1], steps=400, batch=16, seq=64),
@@ -83,7 +84,7 @@ def config(width: int, param: str, base: int, seed: int, m: dict):
     if param == "muP":
         shape["mup_base_d"] = base
     count = sizing.count_params("transformer", shape)
-    cfg = T.plan_run(params=count.total, steps=m["steps"], batch=m["batch"], seq=m["seq"], lr=LR,
+    cfg = plan_run(params=count.total, steps=m["steps"], batch=m["batch"], seq=m["seq"], lr=LR,
                      seed=seed, check_memory=False)
     return dataclasses.replace(
         cfg, model=ModelConfig("transformer", count.total, shape, count.total, count.nonembedding),
@@ -103,7 +104,7 @@ def hidden_change(w0: dict, w1: dict) -> dict:
 
 
 def train_one(cfg, out: Path, quiet: bool) -> dict:
-    from knobsim.knob_record import read_watch
+    from knobsim.watch.recorder import read_watch
 
     if not (out / "summary.json").exists():  # resumable: a finished run is kept
         if out.exists():
@@ -111,7 +112,7 @@ def train_one(cfg, out: Path, quiet: bool) -> dict:
 
             shutil.rmtree(out)
         T.train(cfg, run=RunDir.create(out), watch=knobs.WatchConfig(snapshots=False, knobs_per_tensor=4))
-    from knobsim.record import read_json
+    from knobsim.io.rundir import read_json
 
     s = read_json(out / "summary.json")
     ch = hidden_change(initial_params(out, cfg), load_params(out))

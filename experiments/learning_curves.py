@@ -31,9 +31,10 @@ import numpy as np
 
 import _common as C
 import scaling_params
-from knobsim import plots as P
-from knobsim import record, scaling
-from knobsim import sweep as S
+from knobsim.scaling import plots as P
+from knobsim.io import rundir as record
+from knobsim import scaling
+from knobsim.scaling import sweep as S
 
 BINS_PER_DECADE = 12
 WARMUP_SKIP = 2.0  # the frontier fit starts after the smallest run's first 2 x warmup steps

@@ -6,7 +6,7 @@
 Every run samples fresh text from the language at every step (no repetition), so data is
 effectively unlimited; the token budget D is the same for every size in --quick (1M) and
 max(4M, 20 N) in the full mode. Two fits of L(N) = E + A / N^alpha over all runs (each
-seed a row), both by knobsim.scaling (Huber on log loss, L-BFGS, 200 bootstrap
+seed a row), both by knobsim.scaling.fit (Huber on log loss, L-BFGS, 200 bootstrap
 resamples): E free, and E fixed at the language's exact entropy rate (the floor no model
 can beat). N is the total knob count (embeddings included).
 
@@ -22,9 +22,9 @@ from __future__ import annotations
 import numpy as np
 
 import _common as C
-from knobsim import plots as P
+from knobsim.scaling import plots as P
 from knobsim import scaling
-from knobsim import sweep as S
+from knobsim.scaling import sweep as S
 
 MODES = {
     # sizes, seeds, tokens per run (None: rule below), bootstrap resamples

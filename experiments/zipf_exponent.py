@@ -12,7 +12,7 @@ learned a word's spelling predicts its letters), and word frequencies are
 
 For each exponent: a language with that exponent (everything else as the default
 language), the same sizes and token budget, and L(N) = E + A / N^alpha fitted by
-knobsim.scaling with E fixed at that language's exact entropy rate (and, for comparison,
+knobsim.scaling.fit with E fixed at that language's exact entropy rate (and, for comparison,
 E free). What is measured is reported as measured, beside the prediction.
 
 Writes to --out (default experiments/out/zipf_exponent[-quick]):
@@ -27,9 +27,9 @@ from __future__ import annotations
 import numpy as np
 
 import _common as C
-from knobsim import plots as P
+from knobsim.scaling import plots as P
 from knobsim import scaling
-from knobsim import sweep as S
+from knobsim.scaling import sweep as S
 from knobsim.config import LanguageConfig
 
 MODES = {

@@ -22,6 +22,41 @@ import pytest  # noqa: E402
 # Strict dtype promotion would be nice (equinox does it), but optax's schedules promote
 # their int step count to float internally, so it cannot be switched on here.
 
+# The slowest test files, slowest first (`pytest --durations`, summed per file). `make test`
+# runs `-n 2 --dist loadfile`: each file goes whole to one worker, handed out in collection
+# order. Started first, the long files run side by side and the short ones fill in after;
+# left to xdist's default order (most tests first) a long file with few tests starts last
+# and one worker finishes minutes before the other. Only an order: a file missing here or
+# a stale rank costs balance, never a test.
+SLOW_FILES_FIRST = [
+    "test_experiments.py",
+    "test_resume.py",
+    "test_experiments_isoflop_data.py",
+    "test_parallel.py",
+    "test_knobs.py",
+    "test_watch.py",
+    "test_sweep.py",
+    "test_cli.py",
+    "test_train.py",
+    "test_scaling.py",
+    "test_finetune.py",
+    "test_dtype.py",
+    "test_runtime.py",
+    "test_zoo.py",
+    "test_models.py",
+    "test_checkpoint.py",
+]
+
+
+def pytest_configure(config):
+    if hasattr(config.option, "loadscopereorder"):  # xdist >= 3.6: keep our order of files
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: tests keep their order
+
 
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path, monkeypatch):
@@ -31,3 +66,32 @@ def _private_cache(tmp_path, monkeypatch):
 @pytest.fixture
 def key():
     return jax.random.key(0)
+
+
+class CliResult:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """``knobsim ...`` in this process: ``knobsim.cli.main([...])``, the very entry point
+    the console script calls (its one-line error handling included), without the seconds a
+    new Python process spends importing JAX. Returns what a subprocess would: the exit code,
+    stdout and stderr. An exception other than SystemExit escapes and fails the test, so a
+    test that passes saw no traceback. Each command keeps one real-subprocess test too."""
+    from knobsim.cli import main
+
+    def run(*args, cwd=None):
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        out, err = capsys.readouterr()
+        return CliResult(code, out, err)
+
+    return run

@@ -1,4 +1,6 @@
-"""The command line end to end, as a user types it (subprocesses: real exit codes, real output)."""
+"""The command line end to end, as a user types it. Real subprocesses (real exit codes,
+real output) for one test of each command; the other cases call the same entry point,
+knobsim.cli.main, in this process (the ``cli`` fixture of conftest.py)."""
 
 import json
 import os
@@ -44,16 +46,16 @@ def test_train_end_to_end_writes_a_complete_run(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("arch,budget", [("linear", "200"), ("mlp", "2e4")])
-def test_small_families_train_from_the_cli(tmp_path, arch, budget):
-    r = knobsim("train", "--arch", arch, "--params", budget, "--steps", "20", "--batch", "8",
+def test_small_families_train_from_the_cli(tmp_path, arch, budget, cli):
+    r = cli("train", "--arch", arch, "--params", budget, "--steps", "20", "--batch", "8",
                 "--seq", "32", "--out", str(tmp_path / arch), "--json")
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
     assert s["arch"] == arch and s["final_eval_loss"] < s["initial_eval_loss"]
 
 
-def test_default_run_directory_is_under_runs(tmp_path):
-    r = knobsim("train", "--params", "1k", "--steps", "2", "--batch", "2", "--seq", "8", "-q", cwd=tmp_path)
+def test_default_run_directory_is_under_runs(tmp_path, cli):
+    r = cli("train", "--params", "1k", "--steps", "2", "--batch", "2", "--seq", "8", "-q", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     (run,) = (tmp_path / "runs").iterdir()
     assert run.name.startswith("transformer-1k-s0-")
@@ -73,8 +75,10 @@ def test_default_run_directory_is_under_runs(tmp_path):
         (["--params", "50", "--arch", "linear"], "below the smallest"),
     ],
 )
-def test_bad_input_is_one_line_exit_2_and_leaves_no_run(tmp_path, args, needle):
-    r = knobsim("train", *args, cwd=tmp_path)
+def test_bad_input_is_one_line_exit_2_and_leaves_no_run(tmp_path, args, needle, cli):
+    # The first case in a real process; the others through the same main() in this one.
+    real = args == ["--params", "-5"]
+    r = (knobsim if real else cli)("train", *args, cwd=tmp_path)
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], r.stderr
@@ -82,18 +86,18 @@ def test_bad_input_is_one_line_exit_2_and_leaves_no_run(tmp_path, args, needle):
     assert not (tmp_path / "runs").exists()
 
 
-def test_existing_out_is_refused_and_kept(tmp_path):
+def test_existing_out_is_refused_and_kept(tmp_path, cli):
     out = tmp_path / "taken"
     out.mkdir()
     (out / "keep.txt").write_text("earlier result")
-    r = knobsim("train", "--params", "1k", "--steps", "2", "--out", str(out))
+    r = cli("train", "--params", "1k", "--steps", "2", "--out", str(out))
     assert r.returncode == 2 and "already exists" in r.stderr
     assert (out / "keep.txt").read_text() == "earlier result"
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
 
-def test_dry_run_json_reports_shape_counts_and_memory():
-    r = knobsim("train", "--params", "1e9", "--dry-run", "--json")
+def test_dry_run_json_reports_shape_counts_and_memory(cli):
+    r = cli("train", "--params", "1e9", "--dry-run", "--json")
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert abs(d["n_params_total"] - 1e9) / 1e9 < 0.1
@@ -101,19 +105,19 @@ def test_dry_run_json_reports_shape_counts_and_memory():
     assert d["shape"]["n_layer"] >= 1 and d["memory_bytes"] > 16e9
 
 
-def test_dry_run_prints_the_breakdown():
-    r = knobsim("train", "--params", "100k", "--dry-run")
+def test_dry_run_prints_the_breakdown(cli):
+    r = cli("train", "--params", "100k", "--dry-run")
     assert r.returncode == 0
     for word in ("attn", "mlp", "token_embedding", "non-embedding", "memory", "floor"):
         assert word in r.stdout, word
 
 
-def test_data_prints_sample_and_exact_facts():
+def test_data_prints_sample_and_exact_facts(cli):
     r = knobsim("data", "--json", "--chars", "200")
     d = json.loads(r.stdout)
     assert len(d["sample"]) == 200 and d["vocab_size"] == 27
     assert d["entropy_floor"] < d["unigram_loss"]
-    r = knobsim("data")
+    r = cli("data")
     assert "entropy floor" in r.stdout and "unigram" in r.stdout
 
 

@@ -2,7 +2,7 @@ import pytest
 
 from knobsim.config import RunConfig, format_count, parse_count
 from knobsim.errors import KnobsimError
-from knobsim.train import plan_run
+from knobsim.core.plan import plan_run
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from knobsim import train as T
+from knobsim.core import train as T
+
+from knobsim.core.plan import plan_run
+
+from knobsim.core.programs import build_programs, init_state
 from knobsim.data.language import build_language
 from knobsim.data.sampler import device_tables, words_needed
 from knobsim.errors import KnobsimError
@@ -14,26 +18,26 @@ from knobsim.errors import KnobsimError
 def _programs(dtype, **kw):
     args = dict(params=3000, steps=20, batch=8, seq=32, chunk=10, lr=1e-2, check_memory=False, dtype=dtype)
     args.update(kw)
-    cfg = T.plan_run(**args)
+    cfg = plan_run(**args)
     lang = build_language(cfg.language)
-    progs = T.build_programs(cfg, words_needed(lang, cfg.train.seq))
+    progs = build_programs(cfg, words_needed(lang, cfg.train.seq))
     return cfg, device_tables(lang), progs
 
 
 @pytest.mark.parametrize("given, canonical", [("bf16", "bfloat16"), ("BFloat16", "bfloat16"),
                                                ("fp32", "float32"), ("float32", "float32")])
 def test_dtype_names(given, canonical):
-    assert T.plan_run(params=3000, steps=4, check_memory=False, dtype=given).dtype == canonical
+    assert plan_run(params=3000, steps=4, check_memory=False, dtype=given).dtype == canonical
 
 
 def test_unknown_dtype_is_one_line_error():
     with pytest.raises(KnobsimError, match=r"--dtype 'fp8' is not known; use float32 \(default\) or bf16"):
-        T.plan_run(params=3000, steps=4, check_memory=False, dtype="fp8")
+        plan_run(params=3000, steps=4, check_memory=False, dtype="fp8")
 
 
 def test_bf16_computes_in_bf16_with_float32_master_weights():
     cfg, tables, progs = _programs("bf16")
-    state = T.init_state(cfg, progs)
+    state = init_state(cfg, progs)
     hlo = progs.chunk.lower(state, tables, None, 10).compile().as_text()
     # The matmuls take bf16 operands (XLA may keep the result in f32: that is accumulation).
     assert "bf16[" in hlo and "dot(" in hlo
@@ -47,13 +51,13 @@ def test_bf16_computes_in_bf16_with_float32_master_weights():
 
 def test_float32_program_has_no_bf16():
     cfg, tables, progs = _programs("float32")
-    hlo = progs.chunk.lower(T.init_state(cfg, progs), tables, None, 10).compile().as_text()
+    hlo = progs.chunk.lower(init_state(cfg, progs), tables, None, 10).compile().as_text()
     assert "bf16[" not in hlo
 
 
 def test_bf16_tracks_float32_and_is_deterministic():
-    cfg32 = T.plan_run(params=3000, steps=60, batch=8, seq=32, lr=1e-2, check_memory=False)
-    cfg16 = T.plan_run(params=3000, steps=60, batch=8, seq=32, lr=1e-2, check_memory=False, dtype="bf16")
+    cfg32 = plan_run(params=3000, steps=60, batch=8, seq=32, lr=1e-2, check_memory=False)
+    cfg16 = plan_run(params=3000, steps=60, batch=8, seq=32, lr=1e-2, check_memory=False, dtype="bf16")
     a32 = T.train(cfg32)
     a16, b16 = T.train(cfg16), T.train(cfg16)
     assert a16["dtype"] == "bfloat16" and a32["dtype"] == "float32"

@@ -1,28 +1,18 @@
 """Every experiment script runs end to end in its hidden --tiny mode (a few tiny runs) and
 writes its PNGs and summary.json. The numbers a tiny run produces mean nothing; what is
-tested is that the script, its sweep, its fits and its figures fit together."""
+tested is that the script, its sweep, its fits and its figures fit together.
 
-import json
-import os
+This file: scaling_params, the two scripts that reuse its sweep (learning_curves,
+explosion), and zipf_exponent, whose tiny runs have scaling_params' shapes and step counts
+(after it, its programs come from the session's compilation cache). isoflop and
+data_scaling are in test_experiments_isoflop_data.py, so that the two xdist workers share
+the load; tiny_experiments.py holds the common check."""
+
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "KNOBSIM_PEAK_FLOPS": "1e11", "MPLBACKEND": "Agg"}
-
-EXPERIMENTS = {
-    "scaling_params": ("scaling_params.png", ("alpha", "alpha_ci", "r2", "E_fit", "entropy_floor",
-                                              "n_min", "n_max", "alpha_floor_fixed")),
-    "learning_curves": ("learning_curves.png", ("beta_frontier", "frontier", "entropy_floor")),
-    "explosion": ("explosion.png", ("alpha", "E_fit", "extrapolations", "warning")),
-    "data_scaling": ("data_scaling.png", ("results", "unlimited", "pools")),
-    "zipf_exponent": ("zipf_exponent.png", ("per_zipf", "d_alpha_d_zipf")),
-    "isoflop": ("isoflop.png", ("a_approach2", "a_approach2_ci", "a_approach3", "per_budget")),
-}
+from tiny_experiments import EXPERIMENTS, ROOT, check_experiment_runs_tiny
 
 
 @pytest.fixture(scope="module")
@@ -33,19 +23,9 @@ def outdir(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(EXPERIMENTS))
+@pytest.mark.parametrize("name", ["scaling_params", "learning_curves", "explosion", "zipf_exponent"])
 def test_experiment_runs_tiny_and_writes_figures_and_summary(name, outdir):
-    out = outdir / f"{name}-tiny"  # the default names: learning_curves finds scaling_params-tiny
-    r = subprocess.run([sys.executable, str(ROOT / "experiments" / f"{name}.py"), "--tiny", "-q",
-                        "--out", str(out)], capture_output=True, text=True, env=ENV, timeout=900,
-                       cwd=ROOT)
-    assert r.returncode == 0, r.stderr[-3000:]
-    png, keys = EXPERIMENTS[name]
-    assert (out / png).stat().st_size > 10_000
-    s = json.loads((out / "summary.json").read_text())
-    assert s["mode"] == "tiny" and png in s["figures"]
-    for k in keys:
-        assert k in s, k
+    check_experiment_runs_tiny(name, outdir)
 
 
 def test_every_experiment_documents_quick_and_full():

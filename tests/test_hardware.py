@@ -1,4 +1,5 @@
-from knobsim import hardware, zoo
+from knobsim.core import hardware
+from knobsim import zoo
 
 
 def test_peak_comes_from_the_override_in_tests():

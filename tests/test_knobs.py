@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from knobsim import knobs
+from knobsim.watch import stats as knobs
 
 RNG = np.random.default_rng(0)
 W0 = {"a": {"w": RNG.normal(size=(2, 3)).astype(np.float32)}, "b": np.zeros(4, np.float32),
@@ -130,22 +130,26 @@ def test_mup_scales_hidden_matrix_updates_by_base_over_width():
     everything else (embedding, biases, norms) is untouched."""
     import dataclasses
 
-    from knobsim import train as T
+    from knobsim.core.plan import plan_run
+
+    from knobsim.core.programs import build_programs, init_state
+
+    from knobsim.core.state import flat_params
     from knobsim.data.language import build_language
     from knobsim.data.sampler import device_tables, words_needed
 
-    sp = T.plan_run(params=3000, steps=4, batch=2, seq=16, chunk=1, check_memory=False)
+    sp = plan_run(params=3000, steps=4, batch=2, seq=16, chunk=1, check_memory=False)
     d = sp.model.shape["d_model"]
     mup = dataclasses.replace(sp, model=dataclasses.replace(sp.model, shape={**sp.model.shape, "mup_base_d": d / 4}))
     lang = build_language(sp.language)
     tables, nw = device_tables(lang), words_needed(lang, 16)
     out = {}
     for name, cfg in (("sp", sp), ("mup", mup)):
-        progs = T.build_programs(cfg, nw)
-        s0 = T.init_state(cfg, progs)
-        p0 = T.flat_params(s0.params, copy=True)
+        progs = build_programs(cfg, nw)
+        s0 = init_state(cfg, progs)
+        p0 = flat_params(s0.params, copy=True)
         s1, _ = progs.step(progs.step(s0, tables)[0], tables)  # step 1 has lr 0 (warmup)
-        out[name] = {k: np.asarray(v) - p0[k] for k, v in T.flat_params(s1.params).items()}
+        out[name] = {k: np.asarray(v) - p0[k] for k, v in flat_params(s1.params).items()}
     for k in out["sp"]:
         hidden = k.split(".")[-1].split("_")[0] == "w" and k.startswith("blocks")
         want = out["sp"][k] * (0.25 if hidden else 1.0)

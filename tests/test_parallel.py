@@ -1,7 +1,8 @@
 """Many devices: data parallelism over a jax.sharding Mesh, on 4 CPU devices forced with
 XLA_FLAGS in a child process (the flag must be set before JAX starts, and this process
 keeps its single device): same losses as one device, the shardings really used, resume,
-the one-line error for a batch that does not divide, and the CLI."""
+the one-line error for a batch that does not divide, and the CLI (its entry point called in
+that child; the two-process test runs real `knobsim train` processes)."""
 
 import json
 import os
@@ -28,15 +29,18 @@ CHILD = textwrap.dedent("""
     from pathlib import Path
     import jax, numpy as np
     from jax.sharding import NamedSharding, PartitionSpec as P
-    from knobsim import parallel, train as T
+    from knobsim.core import parallel
+    from knobsim.core import train as T
+    from knobsim.core.plan import plan_run
+    from knobsim.core.programs import build_programs, eval_tokens, init_state
     from knobsim.data.language import build_language
     from knobsim.data.sampler import device_tables, words_needed
     from knobsim.errors import KnobsimError
-    from knobsim.record import RunDir, read_metrics
+    from knobsim.io.rundir import RunDir, read_metrics
 
     out = Path(sys.argv[1])
     res = {"device_count": jax.device_count()}
-    cfg = T.plan_run(params=3000, steps=12, batch=8, seq=16, chunk=4, ckpt_every=4, check_memory=False)
+    cfg = plan_run(params=3000, steps=12, batch=8, seq=16, chunk=4, ckpt_every=4, check_memory=False)
     lang = build_language(cfg.language)
     nw = words_needed(lang, cfg.train.seq)
 
@@ -48,10 +52,10 @@ CHILD = textwrap.dedent("""
                 "shard_shape": list(x.addressable_shards[0].data.shape)}
 
     # The programs as the host loop builds them: the mesh, state and batch shardings.
-    progs = T.build_programs(cfg, nw)
+    progs = build_programs(cfg, nw)
     res["mesh"] = None if progs.mesh is None else dict(progs.mesh.shape)
     tables = parallel.place_replicated(device_tables(lang), progs.mesh)
-    state = T.init_state(cfg, progs)
+    state = init_state(cfg, progs)
     lowered = progs.chunk.lower(state, tables, None, cfg.train.chunk)
     res["constraint_in_program"] = bool(re.search(
         r'sharding_constraint [^\\n]*\\[\\{"data"\\}, \\{\\}\\]> : tensor<8x17xi32>', lowered.as_text()))
@@ -64,7 +68,7 @@ CHILD = textwrap.dedent("""
     res["opt_state"] = [sharding_facts(x) for x in jax.tree.leaves(state.opt_state)]
     tokens = np.zeros((cfg.train.batch, cfg.train.seq + 1), np.int32)
     res["batch"] = sharding_facts(jax.jit(lambda t: parallel.constrain_batch(t, progs.mesh))(tokens))
-    ev = parallel.place_eval_tokens(T.eval_tokens(cfg, device_tables(lang), nw), progs.mesh)
+    ev = parallel.place_eval_tokens(eval_tokens(cfg, device_tables(lang), nw), progs.mesh)
     res["eval_tokens"] = sharding_facts(ev)
 
     def losses(run):
@@ -97,10 +101,31 @@ CHILD = textwrap.dedent("""
     del os.environ["KNOBSIM_DEVICES"]
 
     try:
-        T.build_programs(T.plan_run(params=3000, steps=8, batch=10, seq=16, check_memory=False), nw)
+        build_programs(plan_run(params=3000, steps=8, batch=10, seq=16, check_memory=False), nw)
         res["bad_batch"] = None
     except KnobsimError as e:
         res["bad_batch"] = str(e)
+
+    # The command line, through its entry point knobsim.cli.main (as the console script
+    # calls it) in this 4-device process: a run with the config above (its programs are
+    # compiled already) and a batch that does not divide.
+    import contextlib, io
+    from knobsim.cli import main
+
+    def cli(*args):
+        o, e = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(o), contextlib.redirect_stderr(e):
+            try:
+                main(list(args))
+                code = 0
+            except SystemExit as x:
+                code = x.code
+        return {"code": code, "out": o.getvalue(), "err": e.getvalue()}
+
+    common = ["--params", "3000", "--steps", "12", "--seq", "16", "--chunk", "4", "--ckpt-every", "4"]
+    res["out"] = str(out)
+    res["cli_run"] = cli("train", *common, "--batch", "8", "--out", str(out / "cli"))
+    res["cli_bad"] = cli("train", *common, "--batch", "10", "--out", str(out / "cli-bad"))
     print(json.dumps(res))
 """)
 
@@ -158,29 +183,24 @@ def test_a_batch_that_does_not_divide_is_one_line(child):
                    "use a multiple of 4 or KNOBSIM_DEVICES=1 (--devices 1)")
 
 
-def _knobsim(*args, env):
-    return subprocess.run([sys.executable, "-m", "knobsim", *args], capture_output=True, text=True,
-                          env=env, timeout=600, check=False)
-
-
 @pytest.mark.slow
-def test_cli_trains_data_parallel_and_refuses_a_bad_batch(tmp_path):
-    run = tmp_path / "run"
-    r = _knobsim("train", "--params", "3000", "--steps", "8", "--batch", "8", "--seq", "16",
-                 "--out", str(run), env=_env())
-    assert r.returncode == 0, r.stderr[-4000:]
-    assert "backend: cpu (4 x cpu)" in r.stdout
-    assert "data parallel: on, batch split over 4 devices" in r.stdout
+def test_cli_trains_data_parallel_and_refuses_a_bad_batch(child):
+    # `knobsim train` through knobsim.cli.main inside the 4-device child (see CHILD).
+    from pathlib import Path
+
+    run, bad = Path(child["out"]) / "cli", Path(child["out"]) / "cli-bad"
+    r = child["cli_run"]
+    assert r["code"] == 0, r["err"][-4000:]
+    assert "backend: cpu (4 x cpu)" in r["out"]
+    assert "data parallel: on, batch split over 4 devices" in r["out"]
     assert (run / "summary.json").exists() and (run / "checkpoints").is_dir()
     summary = json.loads((run / "summary.json").read_text())
     assert summary["devices"] == 4  # MFU against the peak of all 4 devices
     assert summary["peak_flops"] == pytest.approx(4 * float(_env()["KNOBSIM_PEAK_FLOPS"]))
 
-    bad = tmp_path / "bad"
-    r = _knobsim("train", "--params", "3000", "--steps", "8", "--batch", "10", "--seq", "16",
-                 "--out", str(bad), env=_env())
-    assert r.returncode == 2
-    assert r.stderr.strip() == ("knobsim train: error: --batch 10 does not divide over 4 devices; "
+    r = child["cli_bad"]
+    assert r["code"] == 2
+    assert r["err"].strip() == ("knobsim train: error: --batch 10 does not divide over 4 devices; "
                                 "use a multiple of 4 or KNOBSIM_DEVICES=1 (--devices 1)")
     assert not bad.exists()  # refused before the run directory is made
 
@@ -216,7 +236,7 @@ def test_two_processes_on_one_machine_train_like_one_device(tmp_path, child):
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-4000:]
         assert "data parallel: on, batch split over 4 devices on 2 processes" in out
-    from knobsim.record import read_metrics
+    from knobsim.io.rundir import read_metrics
 
     rows = read_metrics(run)  # written by process 0 alone: one row per step
     assert [r["step"] for r in rows] == list(range(13))

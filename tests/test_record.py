@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from knobsim.errors import KnobsimError
-from knobsim.record import RunDir, load_params, read_json, read_metrics
+from knobsim.io.rundir import RunDir, load_params, read_json, read_metrics
 
 
 def test_metrics_reader_tolerates_a_torn_last_line(tmp_path):

@@ -1,5 +1,7 @@
 """Runs that survive: SIGKILL at random moments and exact resume, graceful stops,
-divergence, overwriting. Subprocesses throughout: kills and signals are real."""
+divergence, overwriting. Kills and signals are real: those runs are subprocesses. The
+refusals, the divergence and the resume of a finished run go through the same entry point,
+knobsim.cli.main, in this process (the ``cli`` fixture of conftest.py)."""
 
 import json
 import os
@@ -54,8 +56,7 @@ def _wait_for_progress(run, proc, after, timeout=180):
 @pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
     ref = tmp_path / "ref"
-    r = knobsim("train", *TINY, "--out", str(ref))
-    assert r.returncode == 0, r.stderr
+    ref_proc = start("train", *TINY, "--out", str(ref))  # the uninterrupted run, alongside
 
     run = tmp_path / "killed"
     rng = random.Random(0)
@@ -76,6 +77,8 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
         assert kills < 30, "never finished"
         proc = start("train", "--resume", str(run), "-q")
     assert kills >= 3
+    _, err = ref_proc.communicate(timeout=600)
+    assert ref_proc.returncode == 0, err
     # Every metric and every knob is the same, bit for bit.
     assert metric_rows(run) == metric_rows(ref)
     a, b = params(ref), params(run)
@@ -90,7 +93,7 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_graceful_stop_writes_a_checkpoint_and_prints_the_resume_command(tmp_path, sig, code):
+def test_graceful_stop_writes_a_checkpoint_and_prints_the_resume_command(tmp_path, sig, code, cli):
     run = tmp_path / "run"
     args = ["train", "--params", "2k", "--steps", "4000", "--batch", "4", "--seq", "16",
             "--chunk", "4", "--ckpt-every", "1000", "-q", "--out", str(run)]
@@ -107,46 +110,46 @@ def test_graceful_stop_writes_a_checkpoint_and_prints_the_resume_command(tmp_pat
     steps = sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
     last = max(r["step"] for r in metric_rows(run))
     assert steps and steps[-1] == last  # the checkpoint is where the metrics stop
-    r = knobsim("train", "--resume", str(run), "--steps", "4000", "-q")
+    r = cli("train", "--resume", str(run), "--steps", "4000", "-q")
     # (--steps on resume is refused: the config is the run's own)
     assert r.returncode == 2
 
 
 @pytest.mark.slow
-def test_divergence_exits_3_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+def test_divergence_exits_3_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path, cli):
     run = tmp_path / "run"
-    r = knobsim("train", "--params", "2k", "--steps", "200", "--batch", "4", "--seq", "16",
+    r = cli("train", "--params", "2k", "--steps", "200", "--batch", "4", "--seq", "16",
                 "--chunk", "4", "--ckpt-every", "4", "--lr", "10", "--out", str(run), "-q")
     assert r.returncode == 3, (r.stdout, r.stderr)
     line = r.stderr.strip().splitlines()[-1]
     assert "diverged" in line and "step" in line and "--lr" in line
     steps = sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
     assert steps  # the last good one is there and loads
-    from knobsim.checkpoint import Checkpointer
+    from knobsim.io.checkpoint import Checkpointer
     assert Checkpointer(run).latest_step() == steps[-1]
 
 
-def test_resume_of_a_missing_or_corrupt_run_is_one_line(tmp_path):
-    r = knobsim("train", "--resume", str(tmp_path / "nope"))
+def test_resume_of_a_missing_or_corrupt_run_is_one_line(tmp_path, cli):
+    r = cli("train", "--resume", str(tmp_path / "nope"))
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "config.json").write_text("{broken")
-    r = knobsim("train", "--resume", str(bad))
+    r = cli("train", "--resume", str(bad))
     assert r.returncode == 2 and "corrupt" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_overwrite_is_needed_to_replace_a_run(tmp_path):
+def test_overwrite_is_needed_to_replace_a_run(tmp_path, cli):
     run = tmp_path / "run"
     args = ["train", "--params", "1k", "--steps", "2", "--batch", "2", "--seq", "8", "-q", "--out", str(run)]
-    assert knobsim(*args).returncode == 0
+    assert cli(*args).returncode == 0
     first = (run / "summary.json").read_text()
-    r = knobsim(*args)
+    r = cli(*args)
     assert r.returncode == 2 and (run / "summary.json").read_text() == first
-    assert knobsim(*args, "--overwrite").returncode == 0
+    assert cli(*args, "--overwrite").returncode == 0
 
 
-def test_resume_after_the_final_checkpoint_only_finishes_the_files(tmp_path):
+def test_resume_after_the_final_checkpoint_only_finishes_the_files(tmp_path, cli):
     """A kill between the last checkpoint and summary.json: resuming trains nothing and
     writes the same summary and weights."""
     run = tmp_path / "run"
@@ -155,7 +158,7 @@ def test_resume_after_the_final_checkpoint_only_finishes_the_files(tmp_path):
     before = params(run)
     (run / "summary.json").unlink()
     (run / "params.npz").unlink()
-    r = knobsim("train", "--resume", str(run), "-q")
+    r = cli("train", "--resume", str(run), "-q")
     assert r.returncode == 0, r.stderr
     again = json.loads((run / "summary.json").read_text())
     for k in ("final_eval_loss", "final_train_loss", "initial_eval_loss", "n_params_total"):

@@ -1,4 +1,4 @@
-"""knobsim.runtime: the huge-page re-exec and the persistent compilation cache."""
+"""knobsim.core.runtime: the huge-page re-exec and the persistent compilation cache."""
 
 import json
 import os
@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from knobsim import runtime
+from knobsim.core import runtime
 
-PROBE = ("import os, sys, json; from knobsim import runtime; runtime.setup(); "
+PROBE = ("import os, sys, json; from knobsim.core import runtime; runtime.setup(); "
          "import jax; print(json.dumps({'pid': os.getpid(), 'tunables': os.environ.get('GLIBC_TUNABLES', ''), "
          "'argv': sys.argv[1:], 'cache': jax.config.jax_compilation_cache_dir}))")
 

@@ -29,17 +29,19 @@ def test_same_key_same_bits_other_key_other_text(setup):
 
 
 def test_eval_stream_is_separate_from_training(setup):
-    from knobsim import train as T
-    cfg = T.plan_run(params=2000, steps=1, batch=8, seq=64, check_memory=False)
+    from knobsim.core.plan import plan_run
+    from knobsim.core.programs import EVAL_BATCH, eval_tokens
+    from knobsim.core.state import seed_keys
+    cfg = plan_run(params=2000, steps=1, batch=8, seq=64, check_memory=False)
     lang, tables, nw = setup
-    ev = np.asarray(T.eval_tokens(cfg, tables, nw))
-    assert ev.shape[1:] == (T.EVAL_BATCH, 65)
+    ev = np.asarray(eval_tokens(cfg, tables, nw))
+    assert ev.shape[1:] == (EVAL_BATCH, 65)
     for seed in (0, 1):
-        train = _sample(setup, jax.random.fold_in(T.seed_keys(seed)["data"], 0))
+        train = _sample(setup, jax.random.fold_in(seed_keys(seed)["data"], 0))
         assert not any(np.array_equal(train[0], e) for e in ev.reshape(-1, 65))
     # The eval set belongs to the language, not to the training seed.
-    other = T.plan_run(params=2000, steps=1, batch=4, seq=64, seed=7, check_memory=False)
-    assert np.array_equal(ev, np.asarray(T.eval_tokens(other, tables, nw)))
+    other = plan_run(params=2000, steps=1, batch=4, seq=64, seed=7, check_memory=False)
+    assert np.array_equal(ev, np.asarray(eval_tokens(other, tables, nw)))
 
 
 def test_rows_are_lexicon_words_separated_by_spaces(setup):

@@ -1,4 +1,4 @@
-"""Tests of knobsim.scaling and `knobsim fit`.
+"""Tests of knobsim.scaling (table, objective, fit, frontier) and `knobsim fit`.
 
 Synthetic tables come from known laws with a little multiplicative noise; the fitter must
 recover the constants and its bootstrap intervals must cover them. The published Chinchilla
@@ -18,7 +18,10 @@ import numpy as np
 import pytest
 
 from knobsim import cli as cli_module
-from knobsim import scaling as S
+from knobsim.scaling import fit as S
+from knobsim.scaling import frontier as F
+from knobsim.scaling import objective as O
+from knobsim.scaling import table as T
 from knobsim.errors import KnobsimError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -150,7 +153,7 @@ def test_compute_optimal_exponents_and_prefactor():
     assert fit.G == pytest.approx((al * A / (be * B)) ** (1 / (al + be)))
 
     C = np.array([1e18, 1e21, 1e24])
-    fr = S.compute_optimal(fit, C)
+    fr = F.compute_optimal(fit, C)
     np.testing.assert_allclose(6 * fr.n_opt * fr.d_opt, C, rtol=1e-10)
     np.testing.assert_allclose(np.diff(np.log(fr.n_opt)) / np.diff(np.log(C)), fit.a, rtol=1e-10)
     # N_opt minimises the fitted loss along C = 6ND: check against a brute-force scan.
@@ -166,7 +169,7 @@ def test_compute_optimal_needs_a_two_variable_fit():
     n = np.logspace(3, 6, 8)
     fit = S.fit_power_law(n, 1 + 10 * n**-0.3, bootstrap=0, **FAST)
     with pytest.raises(KnobsimError, match="L\\(N,D\\)"):
-        S.compute_optimal(fit, 1e20)
+        F.compute_optimal(fit, 1e20)
 
 
 # ---------------------------------------------------------------------------------------
@@ -175,7 +178,7 @@ def test_compute_optimal_needs_a_two_variable_fit():
 
 @NEEDS_CHINCHILLA
 def test_chinchilla_table_reproduces_epochs_refit():
-    table = S.drop_highest(S.read_table(CHINCHILLA, n_col="N_params", d_col="D_tokens"), 5)
+    table = T.drop_highest(T.read_table(CHINCHILLA, n_col="N_params", d_col="D_tokens"), 5)
     assert table.rows == 240 and table.loss.max() < 3.44  # the five dropped are rows 0-4
     fit = S.fit_chinchilla(table.n, table.d, table.loss, bootstrap=0, **FAST)
     assert fit.E == pytest.approx(EPOCH["E"], abs=0.02)
@@ -189,7 +192,7 @@ def test_chinchilla_table_reproduces_epochs_refit():
     X = np.log(np.stack([table.n, table.d], axis=1))
     ab = np.log([EPOCH["A"], EPOCH["B"]]).tolist()
     theta = ab + [EPOCH["alpha"], EPOCH["beta"], math.log(EPOCH["E"])]
-    epoch_obj, _ = S._objective(np.array(theta), X, np.log(table.loss), S.HUBER_DELTA, None)
+    epoch_obj, _ = O._objective(np.array(theta), X, np.log(table.loss), O.HUBER_DELTA, None)
     assert fit.objective <= epoch_obj
 
 
@@ -205,14 +208,14 @@ def _write(tmp_path, text, name="t.csv"):
 
 def test_read_table_derives_d_from_c(tmp_path):
     p = _write(tmp_path, "N,C,loss,run\n1e6,6e15,3.0,a\n2e6,2.4e16,2.8,b\n")
-    t = S.read_table(p)
+    t = T.read_table(p)
     np.testing.assert_allclose(t.d, [1e9, 2e9])
     assert "C/(6N)" in t.d_from and t.rows == 2
 
 
 def test_drop_highest_leaves_out_the_highest_losses(tmp_path):
     p = _write(tmp_path, "N,loss\n1,5\n2,3\n3,4\n4,1\n")
-    t = S.drop_highest(S.read_table(p), 2)
+    t = T.drop_highest(T.read_table(p), 2)
     np.testing.assert_array_equal(t.n, [2, 4])  # file order kept
     assert t.dropped == 2
 
@@ -225,7 +228,7 @@ def test_drop_highest_leaves_out_the_highest_losses(tmp_path):
 def run_cli(monkeypatch, capsys):
     """Call knobsim's real `main` with only `fit` registered, so these tests neither depend
     on nor pay for importing the training commands (and JAX)."""
-    from knobsim import cli_fit
+    from knobsim.cli import fit as cli_fit
 
     def register_fit_only():
         cli_module.cli.add_command(cli_fit.fit)

@@ -12,8 +12,9 @@ import sys
 
 import pytest
 
-from knobsim import sweep as S
-from knobsim import train as T
+from knobsim.scaling import sweep as S
+from knobsim.core import train as T
+from knobsim.core.plan import plan_run
 from knobsim.errors import KnobsimError
 
 TINY = dict(arch="linear", tokens=64, batch=2, seq=8)
@@ -70,7 +71,7 @@ def test_shards_partition_the_points():
 
 def test_tokens_per_param_uses_the_exact_count():
     pts = S.sweep_points([1000], 1, arch="transformer", tokens_per_param=20, batch=2, seq=8)
-    cfg = T.plan_run(params=1000, arch="transformer", batch=2, seq=8, check_memory=False)
+    cfg = plan_run(params=1000, arch="transformer", batch=2, seq=8, check_memory=False)
     assert pts[0].tokens == 20 * cfg.model.n_params_total
     with pytest.raises(KnobsimError, match="not both"):
         S.sweep_points([1000], 1, tokens=10, tokens_per_param=2)

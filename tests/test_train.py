@@ -5,26 +5,30 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from knobsim import train as T
+from knobsim.core import train as T
+
+from knobsim.core.plan import pick_chunk, plan_run
+
+from knobsim.core.programs import TRACE_COUNT, build_programs, init_state, pool_rows
 from knobsim.data.language import build_language
 from knobsim.data.sampler import device_tables, words_needed
-from knobsim.optim import current_lr
+from knobsim.core.optim import current_lr
 
 
 def _setup(**kw):
     args = dict(params=3000, steps=8, batch=4, seq=32, chunk=4, check_memory=False)
     args.update(kw)
-    cfg = T.plan_run(**args)
+    cfg = plan_run(**args)
     lang = build_language(cfg.language)
     nw = words_needed(lang, cfg.train.seq)
-    progs = T.build_programs(cfg, nw)
+    progs = build_programs(cfg, nw)
     return cfg, device_tables(lang), progs
 
 
 def test_scanned_chunk_equals_steps_one_by_one():
     cfg, tables, progs = _setup()
-    s_scan, m_scan = progs.chunk(T.init_state(cfg, progs), tables, None, 4)
-    s_step = T.init_state(cfg, progs)
+    s_scan, m_scan = progs.chunk(init_state(cfg, progs), tables, None, 4)
+    s_step = init_state(cfg, progs)
     losses = []
     for _ in range(4):
         s_step, m = progs.step(s_step, tables, None)
@@ -37,23 +41,23 @@ def test_scanned_chunk_equals_steps_one_by_one():
 
 def test_chunk_compiles_once_per_shape():
     cfg, tables, progs = _setup()
-    state = T.init_state(cfg, progs)
-    before = T.TRACE_COUNT["train_step"]
+    state = init_state(cfg, progs)
+    before = TRACE_COUNT["train_step"]
     for _ in range(3):
         state, _ = progs.chunk(state, tables, None, 4)
-    assert T.TRACE_COUNT["train_step"] - before == 1
+    assert TRACE_COUNT["train_step"] - before == 1
 
 
 def test_learning_rate_is_read_from_the_optimizer_state():
     cfg, tables, progs = _setup(steps=20, warmup=10, chunk=5)
-    state, m = progs.chunk(T.init_state(cfg, progs), tables, None, 5)
+    state, m = progs.chunk(init_state(cfg, progs), tables, None, 5)
     lrs = np.asarray(m["lr"])
     assert np.all(np.diff(lrs) > 0)  # warming up
     assert float(current_lr(state.opt_state)) == pytest.approx(lrs[-1])
 
 
 def test_tiny_run_learns_and_is_deterministic():
-    cfg = T.plan_run(params=3000, steps=60, batch=8, seq=32, lr=1e-2, check_memory=False)
+    cfg = plan_run(params=3000, steps=60, batch=8, seq=32, lr=1e-2, check_memory=False)
     a = T.train(cfg)
     b = T.train(cfg)
     assert a["final_eval_loss"] < a["initial_eval_loss"] - 0.5
@@ -62,21 +66,32 @@ def test_tiny_run_learns_and_is_deterministic():
         assert a[k] == b[k]  # same bits, not just close
 
 
-def test_same_seed_same_metrics_other_seed_other_metrics(tmp_path):
-    from knobsim.record import RunDir, read_metrics
-    cfg = T.plan_run(params=2000, steps=12, batch=4, seq=16, chunk=4, check_memory=False)
-    T.train(cfg, run=RunDir.create(tmp_path / "a"))
-    T.train(cfg, run=RunDir.create(tmp_path / "b"))
-    other = T.plan_run(params=2000, steps=12, batch=4, seq=16, chunk=4, seed=1, check_memory=False)
-    T.train(other, run=RunDir.create(tmp_path / "c"))
-    ma, mb, mc = (read_metrics(tmp_path / n) for n in "abc")
+# The tiny config of test_watch.py (and others): one shape, one compile for the session.
+SEEDS_TINY = dict(params=2000, steps=20, batch=4, seq=16, chunk=5, check_memory=False)
+
+
+@pytest.fixture(scope="module")
+def seed_runs(tmp_path_factory):
+    """One tiny config trained alone three times: seed 0 twice (a, b), seed 1 once (c).
+    Read by the determinism test and, as the seeds trained alone, by the vmapped one."""
+    from knobsim.io.rundir import RunDir
+    root = tmp_path_factory.mktemp("seeds")
+    out = {"root": root}
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        out[name] = T.train(plan_run(seed=seed, **SEEDS_TINY), run=RunDir.create(root / name))
+    return out
+
+
+def test_same_seed_same_metrics_other_seed_other_metrics(seed_runs):
+    from knobsim.io.rundir import read_metrics
+    ma, mb, mc = (read_metrics(seed_runs["root"] / n) for n in "abc")
     assert ma == mb
     assert [r.get("loss") for r in ma] != [r.get("loss") for r in mc]
 
 
 def test_divergence_stops_with_exit_code_3():
     from knobsim.errors import KnobsimError
-    cfg = T.plan_run(params=3000, steps=20, batch=4, seq=16, chunk=5, lr=1e4, check_memory=False)
+    cfg = plan_run(params=3000, steps=20, batch=4, seq=16, chunk=5, lr=1e4, check_memory=False)
     cfg = cfg.__class__(cfg.language, cfg.model, cfg.optim.__class__(**{**cfg.optim.__dict__, "clip_norm": 1e30}), cfg.train)
     try:
         T.train(cfg)
@@ -87,16 +102,15 @@ def test_divergence_stops_with_exit_code_3():
 
 
 def test_pick_chunk_prefers_divisors():
-    assert T.pick_chunk(488, 12) == 8
-    assert T.pick_chunk(100, 25) == 25
-    assert T.pick_chunk(7, 40) == 7
+    assert pick_chunk(488, 12) == 8
+    assert pick_chunk(100, 25) == 25
+    assert pick_chunk(7, 40) == 7
 
 
-def test_vmapped_seeds_match_seeds_trained_alone():
-    cfg = T.plan_run(params=2000, steps=12, batch=4, seq=16, chunk=4, check_memory=False)
+def test_vmapped_seeds_match_seeds_trained_alone(seed_runs):
+    cfg = plan_run(**SEEDS_TINY)
     together = T.train_seeds(cfg, [0, 1])
-    alone = [T.train(T.plan_run(params=2000, steps=12, batch=4, seq=16, chunk=4, seed=s,
-                                check_memory=False)) for s in (0, 1)]
+    alone = [seed_runs["a"], seed_runs["c"]]  # seeds 0 and 1, each trained alone
     for a, b in zip(together, alone):
         assert a["seed"] == b["seed"]
         assert a["final_eval_loss"] == pytest.approx(b["final_eval_loss"], rel=1e-4)
@@ -107,7 +121,7 @@ def test_finite_pool_repeats_data_and_overfits():
     """With a pool smaller than the run, the model sees the same text again (epochs) and
     its train loss falls below its eval loss; with unlimited data it does not."""
     common = dict(params=20_000, steps=120, batch=8, seq=32, lr=1e-2, check_memory=False)
-    pooled = T.train(T.plan_run(pool_tokens=8 * 32 * 2, **common))  # 2 steps' worth, 60 epochs
+    pooled = T.train(plan_run(pool_tokens=8 * 32 * 2, **common))  # 2 steps' worth, 60 epochs
     assert pooled["epochs"] == pytest.approx(60)
     assert pooled["final_train_loss"] < pooled["final_eval_loss"] - 0.3
 
@@ -115,7 +129,7 @@ def test_finite_pool_repeats_data_and_overfits():
 def test_pool_batches_cover_each_epoch_once():
     key = jax.random.key(5)
     n_pool, batch = 10, 4  # batches straddle epochs: 10 rows, 4 per step
-    rows = np.concatenate([np.asarray(T.pool_rows(key, jnp.int32(s), batch, n_pool)) for s in range(10)])
+    rows = np.concatenate([np.asarray(pool_rows(key, jnp.int32(s), batch, n_pool)) for s in range(10)])
     for e in range(4):
         assert sorted(rows[e * n_pool:(e + 1) * n_pool]) == list(range(n_pool))
     assert not np.array_equal(rows[:n_pool], rows[n_pool:2 * n_pool])  # reshuffled per epoch

@@ -10,11 +10,12 @@ import sys
 import numpy as np
 import pytest
 
-from knobsim import knobs
-from knobsim import train as T
+from knobsim.watch import stats as knobs
+from knobsim.core import train as T
+from knobsim.core.plan import plan_run
 from knobsim.errors import KnobsimError
-from knobsim.knob_record import read_watch
-from knobsim.record import RunDir, read_metrics
+from knobsim.watch.recorder import read_watch
+from knobsim.io.rundir import RunDir, read_metrics
 
 ENV = {**os.environ, "KNOBSIM_PEAK_FLOPS": "1e11"}
 TINY = dict(params=2000, steps=20, batch=4, seq=16, chunk=5, check_memory=False)
@@ -28,12 +29,13 @@ def knobsim(*args, cwd=None):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """One tiny config trained three ways: watched (+ TensorBoard), unwatched, and watched
-    every 3 steps without snapshots."""
+    every 3 steps without snapshots. The watched run's chunk reports feed the live view."""
     root = tmp_path_factory.mktemp("runs")
-    cfg = T.plan_run(**TINY)
+    cfg = plan_run(**TINY)
     out = {"root": root, "cfg": cfg}
+    out["reports"] = []  # the watched run's chunk reports, for the live view
     out["watched_summary"] = T.train(cfg, run=RunDir.create(root / "watched"), watch=knobs.WatchConfig(),
-                                     tensorboard=True)
+                                     tensorboard=True, on_chunk=out["reports"].append)
     out["plain_summary"] = T.train(cfg, run=RunDir.create(root / "plain"))
     T.train(cfg, run=RunDir.create(root / "sparse"), watch=knobs.WatchConfig(every=3, snapshots=False))
     return out
@@ -100,7 +102,7 @@ def test_watch_every_k_records_every_kth_step(runs):
 def test_figures_and_gif_are_written(runs, tmp_path):
     from PIL import Image
 
-    from knobsim.watch import render
+    from knobsim.watch.figures import render
 
     run = tmp_path / "w"
     shutil.copytree(runs["root"] / "watched", run)
@@ -117,7 +119,7 @@ def test_figures_and_gif_are_written(runs, tmp_path):
 
 
 def test_a_run_without_snapshots_renders_what_it_has(runs, tmp_path):
-    from knobsim.watch import render
+    from knobsim.watch.figures import render
 
     run = tmp_path / "s"
     shutil.copytree(runs["root"] / "sparse", run)
@@ -128,7 +130,7 @@ def test_a_run_without_snapshots_renders_what_it_has(runs, tmp_path):
 
 
 def test_a_run_killed_midway_keeps_its_records(runs, tmp_path):
-    from knobsim.watch import render
+    from knobsim.watch.figures import render
 
     run = tmp_path / "killed"
     shutil.copytree(runs["root"] / "watched", run)
@@ -146,7 +148,7 @@ def test_a_run_killed_midway_keeps_its_records(runs, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "torn-config", "torn-index", "no-watch", "no-chunks"])
-def test_watch_on_a_bad_run_is_one_line_exit_2(runs, tmp_path, case):
+def test_watch_on_a_bad_run_is_one_line_exit_2(runs, tmp_path, case, cli):
     run = tmp_path / "r"
     if case == "missing":
         pass
@@ -165,7 +167,8 @@ def test_watch_on_a_bad_run_is_one_line_exit_2(runs, tmp_path, case):
         else:
             for p in (run / "watch").glob("steps_*.npz"):
                 p.write_bytes(p.read_bytes()[:50])  # truncated copies
-    r = knobsim("watch", str(run))
+    # "no-chunks" in a real process; the other cases through the same main() in this one.
+    r = (knobsim if case == "no-chunks" else cli)("watch", str(run))
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("knobsim watch: error:"), r.stderr
@@ -192,12 +195,10 @@ def test_tensorboard_event_files_read_back(runs):
 def test_live_view_renders_drift_bars_and_dials(runs):
     from rich.console import Console
 
-    from knobsim.watch import LiveView
+    from knobsim.watch.live import LiveView
 
-    reports = []
-    T.train(runs["cfg"], run=RunDir.create(runs["root"] / "live"), watch=knobs.WatchConfig(),
-            on_chunk=reports.append)
-    assert all(r.watch is not None for r in reports)
+    reports = runs["reports"]  # from the watched run of the fixture, trained with on_chunk
+    assert reports and all(r.watch is not None for r in reports)
     view = LiveView(runs["cfg"])
     for r in reports:
         view.update(r)
@@ -209,23 +210,24 @@ def test_live_view_renders_drift_bars_and_dials(runs):
 
 
 @pytest.mark.slow
-def test_train_cli_watches_by_default_and_no_watch_turns_it_off(tmp_path):
-    common = ["--params", "2k", "--steps", "10", "--batch", "4", "--seq", "16"]
+def test_train_cli_watches_by_default_and_no_watch_turns_it_off(tmp_path, cli):
+    # The fixture's TINY config: its programs are in the session's compilation cache.
+    common = ["--params", "2000", "--steps", "20", "--batch", "4", "--seq", "16", "--chunk", "5"]
     r = knobsim("train", *common, "--out", str(tmp_path / "w"), "--watch")
     assert r.returncode == 0, r.stderr
     assert "relative drift" in r.stdout and "knobs moved" in r.stdout
     assert (tmp_path / "w" / "watch" / "index.json").exists()
     assert (tmp_path / "w" / "snapshots" / "step_000008.npz").exists()
-    r = knobsim("train", *common, "--out", str(tmp_path / "n"), "--no-watch", "-q")
+    r = cli("train", *common, "--out", str(tmp_path / "n"), "--no-watch", "-q")  # in-process
     assert r.returncode == 0, r.stderr
     assert not (tmp_path / "n" / "watch").exists() and not (tmp_path / "n" / "snapshots").exists()
     r = knobsim("watch", str(tmp_path / "w"), "--no-gif")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "w" / "figures" / "drift.png").exists()
-    r = knobsim("train", *common, "--no-watch", "--watch-every", "3", cwd=tmp_path)
+    r = cli("train", *common, "--no-watch", "--watch-every", "3", cwd=tmp_path)
     assert r.returncode == 2 and "--no-watch" in r.stderr
 
 
 def test_watching_needs_a_run_directory():
     with pytest.raises(KnobsimError, match="run directory"):
-        T.train(T.plan_run(**TINY), watch=knobs.WatchConfig())
+        T.train(plan_run(**TINY), watch=knobs.WatchConfig())

@@ -45,7 +45,7 @@ def current_lr(opt_state) -> jax.Array:
 
 
 def default_lr(arch: str, n_params: int) -> float:
-    """Size-aware default peak learning rate (README, "Learning rates").
+    """Size-aware default peak learning rate (docs/models.md, "Learning rates").
 
     Small models want large Adam steps. A grid on this language at 2M tokens
     (benchmarks/tune_lr.py; lr in {0.01, 0.03, 0.06}) found the best eval loss at 0.06 for

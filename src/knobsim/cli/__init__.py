@@ -23,14 +23,14 @@ def cli():
 # (module, command) pairs; each command lives in its own module and is imported only when
 # the CLI starts. A module that does not exist yet is skipped; one that fails to import fails.
 COMMANDS = [
-    ("knobsim.cli_train", "train"),
-    ("knobsim.cli_train", "data"),
-    ("knobsim.cli_sweep", "sweep"),
-    ("knobsim.cli_fit", "fit"),
-    ("knobsim.cli_watch", "watch"),
-    ("knobsim.cli_watch", "finetune"),
-    ("knobsim.cli_zoo", "zoo"),
-    ("knobsim.cli_zoo", "count"),
+    ("knobsim.cli.train", "train"),
+    ("knobsim.cli.data", "data"),
+    ("knobsim.cli.sweep", "sweep"),
+    ("knobsim.cli.fit", "fit"),
+    ("knobsim.cli.watch", "watch"),
+    ("knobsim.cli.watch", "finetune"),
+    ("knobsim.cli.zoo", "zoo"),
+    ("knobsim.cli.zoo", "count"),
 ]
 
 
@@ -55,7 +55,7 @@ def _one_line(msg: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `knobsim` console script and `python -m knobsim`."""
     if argv is None:  # a real process, not a test calling main([...])
-        from knobsim import runtime
+        from knobsim.core import runtime
 
         runtime.setup()  # huge pages (may re-exec once) and the compilation cache
     _register_commands()

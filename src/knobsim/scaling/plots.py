@@ -1,7 +1,7 @@
 """Figures from run directories and results tables: one style, log-log for power laws.
 
-Plots never train and never fit on their own: they read tables (knobsim.sweep.read_table,
-record.read_metrics) and draw fits made by knobsim.scaling. Every figure goes through
+Plots never train and never fit on their own: they read tables (knobsim.scaling.sweep.read_table,
+record.read_metrics) and draw fits made by knobsim.scaling.fit. Every figure goes through
 :func:`figure` and :func:`save`, so all of them share fonts, sizes and resolution.
 
     with style():

@@ -38,6 +38,30 @@ def machine_id() -> str:
     return f"{platform.node()}|{cpu}|{os.cpu_count()}cpu|{jax.default_backend()}|{dev.device_kind}"
 
 
+# CPU features that decide which kernels a framework can use: AMX tiles (Sapphire Rapids
+# and later: bf16/int8 matrix units that PyTorch's oneDNN uses), AVX-512 with bf16 dot
+# products (Zen 4, Cooper Lake), plain AVX-512 and AVX2.
+CPU_FLAGS = ("amx_tile", "amx_bf16", "amx_int8", "avx512_bf16", "avx512f", "avx2", "fma")
+
+
+def cpu_info() -> dict:
+    """{"model", "cores", "flags"}: the CPU model as /proc/cpuinfo (lscpu) names it, the
+    cores this process may use, and which of CPU_FLAGS it has."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and model in ("", platform.machine(), platform.processor()):
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"model": model, "cores": cores, "flags": [f for f in CPU_FLAGS if f in flags]}
+
+
 def _time_best(fn, repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):

@@ -91,7 +91,7 @@ def enable_compilation_cache() -> str | None:
 
     if os.environ.get("JAX_COMPILATION_CACHE_DIR") or jax.config.jax_compilation_cache_dir:
         return jax.config.jax_compilation_cache_dir
-    from knobsim.hardware import cache_dir
+    from knobsim.core.hardware import cache_dir
 
     path = cache_dir() / "xla"
     try:

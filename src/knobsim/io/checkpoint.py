@@ -74,8 +74,6 @@ class Checkpointer:
     def restore(self, like, step: int | None = None, ref_like=None):
         """Restore into the structure of ``like`` (a freshly initialised TrainState).
         Returns (state, ref): ``ref`` only when ``ref_like`` is given (watched runs)."""
-        from knobsim.train import TrainState
-
         step = self.latest_step() if step is None else step
         if step is None:
             raise KnobsimError(f"no checkpoint in {self.directory}; nothing to resume from")
@@ -87,7 +85,9 @@ class Checkpointer:
                 f"checkpoint {step} in {self.directory} does not match this run's config "
                 f"({type(e).__name__}); resume with the config it was written with"
             ) from None
-        state = TrainState(r["step"], r["params"], r["opt_state"], jax.random.wrap_key_data(r["key"]))
+        # Rebuilt as like's own type (a TrainState): this module needs nothing from core.
+        state = like._replace(step=r["step"], params=r["params"], opt_state=r["opt_state"],
+                              key=jax.random.wrap_key_data(r["key"]))
         return state, r.get("ref")
 
     def close(self) -> None:

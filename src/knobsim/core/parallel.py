@@ -21,7 +21,7 @@ None) and every program is exactly the single-device one.
 
 Multi-host: ``initialize_distributed`` calls ``jax.distributed.initialize`` before JAX
 touches a device (``knobsim train --distributed`` or ``KNOBSIM_DISTRIBUTED=1``); the mesh
-then spans every process's devices (README, "Many devices").
+then spans every process's devices (docs/devices.md).
 """
 
 from __future__ import annotations
@@ -201,7 +201,7 @@ def sync(name: str) -> None:
 
 
 def _run_classes():
-    from knobsim import record
+    from knobsim.io import rundir as record
 
     class LeaderRun(record.RunDir):
         """Process 0: writes the run directory as a single-host run does."""
@@ -212,7 +212,7 @@ def _run_classes():
             # their recorders find nothing to delete (no two processes unlink one file).
             from types import SimpleNamespace
 
-            from knobsim.knob_record import WatchRecorder
+            from knobsim.watch.recorder import WatchRecorder
 
             WatchRecorder.truncate_after(SimpleNamespace(run=self), step)
             sync("knobsim:truncated")
@@ -251,7 +251,7 @@ def _multi_host_checks(tensorboard: bool) -> None:
 
 def shared_run_dir(out, overwrite: bool = False, tensorboard: bool = False):
     """A new run directory for a multi-host run: process 0 creates it, the others wait."""
-    from knobsim import record
+    from knobsim.io import rundir as record
 
     _multi_host_checks(tensorboard)
     if out is None:
@@ -270,7 +270,7 @@ def shared_run_dir(out, overwrite: bool = False, tensorboard: bool = False):
 
 def existing_run_dir(path, tensorboard: bool = False):
     """A run directory to resume: written by process 0 only in a multi-host run."""
-    from knobsim import record
+    from knobsim.io import rundir as record
 
     if not multi_process():
         return record.RunDir(path)

@@ -30,7 +30,7 @@ import numpy as np
 
 from knobsim.config import LanguageConfig, RunConfig
 from knobsim.errors import KnobsimError
-from knobsim.record import RunDir, load_params, read_json, write_json_atomic
+from knobsim.io.rundir import RunDir, load_params, read_json, write_json_atomic
 
 # Default fine-tune length: a quarter of the pre-training tokens (fine-tunes are short).
 DEFAULT_TOKEN_FRACTION = 0.25
@@ -79,7 +79,7 @@ def plan_finetune(
     """The fine-tune of ``run`` on its language with ``language``'s fields changed
     (seed, n_words, zipf, n_successors, successor_weight). Defaults: the run's batch,
     sequence length and peak lr; a quarter of its tokens; its seed + 1 for the data."""
-    from knobsim.train import plan_run
+    from knobsim.core.plan import plan_run
 
     pre, _ = read_pretrained(run)
     changes = {k: v for k, v in (language or {}).items() if v is not None}
@@ -109,7 +109,8 @@ def _eval_fn(cfg: RunConfig):
     from knobsim.data.language import build_language
     from knobsim.data.sampler import device_tables, words_needed
     from knobsim.models import sizing
-    from knobsim.train import eval_tokens, loss_fn
+    from knobsim.core.programs import eval_tokens
+    from knobsim.core.state import loss_fn
 
     lang = build_language(cfg.language)
     tables = device_tables(lang)
@@ -136,7 +137,7 @@ def initial_params(run: Path, pre: RunConfig) -> dict[str, np.ndarray]:
     if snap.exists():
         return load_params(run, "snapshots/step_000000.npz")
     from knobsim.models import sizing
-    from knobsim.train import flat_params, seed_keys
+    from knobsim.core.state import flat_params, seed_keys
 
     fam = sizing.family(pre.model.arch)
     init = jax.jit(functools.partial(fam.init, shape=pre.model.shape))
@@ -146,7 +147,7 @@ def initial_params(run: Path, pre: RunConfig) -> dict[str, np.ndarray]:
 def movement(w0: dict, w_pre: dict, w_ft: dict) -> list[dict]:
     """Per tensor: pre-training drift, fine-tune drift, their ratio (Frobenius; spectral
     too for matrices)."""
-    from knobsim.knob_record import tensor_kind, tensor_layer
+    from knobsim.watch.recorder import tensor_kind, tensor_layer
 
     rows = []
     for name in w_pre:
@@ -180,8 +181,8 @@ def top_movers(w_pre: dict, w_ft: dict, top: int = 10) -> list[dict]:
 def layer_restore_losses(plan: FinetunePlan, w_pre: dict, w_ft: dict, eval_orig) -> dict[str, float]:
     """Loss on the original language when one layer of the fine-tuned model is put back to
     its pre-trained weights: which layer's movement the forgetting lives in."""
-    from knobsim.knob_record import tensor_layer
-    from knobsim.train import unflat_params
+    from knobsim.watch.recorder import tensor_layer
+    from knobsim.core.state import unflat_params
 
     out = {}
     for layer in sorted({tensor_layer(n) for n in w_ft}):
@@ -194,7 +195,8 @@ def finetune(plan: FinetunePlan, run: RunDir, *, watch=None, on_chunk=None, tens
              per_layer: bool = True) -> dict:
     """Fine-tune, record, and compare; returns the report (also finetune.json in ``run``)."""
     from knobsim.data.language import build_language
-    from knobsim.train import train, unflat_params
+    from knobsim.core.state import unflat_params
+    from knobsim.core.train import train
 
     pre_cfg, w_pre = read_pretrained(plan.source)
     eval_orig = _eval_fn(pre_cfg)

@@ -1,7 +1,7 @@
 """`knobsim fit`: scaling laws fitted to any loss table, with bootstrap intervals.
 
-Thin: options are parsed here, :func:`knobsim.scaling.read_table` and
-:func:`knobsim.scaling.fit_table` do the work; this module lays the result out as rich
+Thin: options are parsed here, :func:`knobsim.scaling.table.read_table` and
+:func:`knobsim.scaling.frontier.fit_table` do the work; this module lays the result out as rich
 tables or JSON.
 """
 
@@ -16,7 +16,10 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from knobsim import scaling as S
+from knobsim.scaling import fit as S
+from knobsim.scaling import frontier as F
+from knobsim.scaling import table as T
+from knobsim.scaling.objective import GRIDS
 from knobsim.config import format_count
 
 _NAMES = {  # constant -> (label, what it is)
@@ -41,7 +44,7 @@ def _interval(ci) -> str:
     return "—" if ci is None else f"[{_fmt(ci[0])}, {_fmt(ci[1])}]"
 
 
-def _law_table(tf: S.TableFits, fit: S.ScalingFit) -> Table:
+def _law_table(tf: F.TableFits, fit: S.ScalingFit) -> Table:
     t = tf.table
     dropped = f" ({t.dropped} highest-loss left out)" if t.dropped else ""
     floor = "E fixed by --floor" if fit.floor_fixed else "E fitted"
@@ -79,12 +82,12 @@ def _law_table(tf: S.TableFits, fit: S.ScalingFit) -> Table:
     return table
 
 
-def _frontier_line(tf: S.TableFits, fit: S.ScalingFit) -> str | None:
+def _frontier_line(tf: F.TableFits, fit: S.ScalingFit) -> str | None:
     t = tf.table
     if t.n is None or t.d is None:
         return None
     C = float(np.max(6.0 * t.n * t.d))
-    fr = S.compute_optimal(fit, C)
+    fr = F.compute_optimal(fit, C)
     n, d = fr.n_opt[0], fr.d_opt[0]
 
     def ci(v) -> str:
@@ -97,7 +100,7 @@ def _frontier_line(tf: S.TableFits, fit: S.ScalingFit) -> str | None:
     )
 
 
-def _print(tf: S.TableFits, seconds: float) -> None:
+def _print(tf: F.TableFits, seconds: float) -> None:
     con = Console()
     t, s = tf.table, tf.settings
     d_from = f"; D = {t.d_from}" if t.d_from.startswith("C/") else ""
@@ -155,7 +158,7 @@ def _print(tf: S.TableFits, seconds: float) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the resampling")
 @click.option(
     "--grid",
-    type=click.Choice(list(S.GRIDS)),
+    type=click.Choice(list(GRIDS)),
     default="chinchilla",
     show_default=True,
     help="start grid: chinchilla = Hoffmann et al.'s 4500 starts for L(N,D); "
@@ -196,11 +199,11 @@ def fit(
       csv, rows_used, rows_dropped, d_from, settings
     """
     t0 = time.perf_counter()
-    table = S.read_table(csv_path, n_col=n_col, d_col=d_col, c_col=c_col, loss_col=loss_col)
-    table = S.drop_highest(table, drop_highest)
-    tf = S.fit_table(table, law, floor=floor, grid=grid, bootstrap=bootstrap, seed=seed)
+    table = T.read_table(csv_path, n_col=n_col, d_col=d_col, c_col=c_col, loss_col=loss_col)
+    table = T.drop_highest(table, drop_highest)
+    tf = F.fit_table(table, law, floor=floor, grid=grid, bootstrap=bootstrap, seed=seed)
     seconds = time.perf_counter() - t0
     if as_json:
-        click.echo(json.dumps(S.table_fits_to_dict(tf), indent=2, ensure_ascii=False))
+        click.echo(json.dumps(F.table_fits_to_dict(tf), indent=2, ensure_ascii=False))
     else:
         _print(tf, seconds)

@@ -1,74 +1,24 @@
-"""`knobsim train` and `knobsim data`: parse and validate options, then call the library."""
+"""`knobsim train`: parse and validate options, then call the library."""
 
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import click
 
-from knobsim.config import LanguageConfig, format_count, parse_count
+from knobsim.config import format_count
 from knobsim.errors import KnobsimError
-
-
-class Count(click.ParamType):
-    """'1e5', '100k', '2.5M', '100000' -> int, with a one-line error otherwise."""
-
-    name = "count"
-
-    def __init__(self, minimum: int = 1):
-        self.minimum = minimum
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, int):
-            return value
-        try:
-            what = param.opts[0] if param is not None and param.opts else "value"
-            return parse_count(value, what=what, minimum=self.minimum)
-        except KnobsimError as e:
-            # click already names the option ("Invalid value for '--params': ...").
-            self.fail(str(e).removeprefix(f"{what} "), param, ctx)
-
-
-def language_options(f):
-    """Options that pick the synthetic language (shared by train, data and friends)."""
-    d = LanguageConfig()
-    opts = [
-        click.option("--lang-seed", type=int, default=d.seed, show_default=True,
-                     help="Seed of the language itself (runs with one seed share a language)."),
-        click.option("--words", "n_words", type=click.IntRange(2, 200_000), default=d.n_words,
-                     show_default=True, help="Lexicon size."),
-        click.option("--zipf", type=click.FloatRange(0, 4, min_open=True), default=d.zipf,
-                     show_default=True, help="Zipf exponent of word frequencies."),
-        click.option("--successors", "n_successors", type=click.IntRange(1), default=d.n_successors,
-                     show_default=True, help="Favourite successors per word."),
-        click.option("--successor-weight", type=click.FloatRange(0, 1, max_open=True),
-                     default=d.successor_weight, show_default=True,
-                     help="Probability that the next word is one of the favourites."),
-    ]
-    for o in reversed(opts):
-        f = o(f)
-    return f
-
-
-def language_from(kw: dict) -> LanguageConfig:
-    d = LanguageConfig()
-    return LanguageConfig(
-        seed=kw.pop("lang_seed"), n_words=kw.pop("n_words"), zipf=kw.pop("zipf"),
-        zipf_offset=d.zipf_offset, n_successors=kw.pop("n_successors"),
-        successor_weight=kw.pop("successor_weight"),
-    )
-
-
-def _err_console():
-    """Human-readable output goes to stdout; when piped, rich would wrap at 80 columns."""
-    from rich.console import Console
-
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console = Console(highlight=False, width=120)
-    return console
+from knobsim.cli.options import (
+    Count,
+    _err_console,
+    language_from,
+    language_options,
+    parallel_from,
+    parallel_options,
+    watch_from,
+    watch_options,
+)
 
 
 def print_plan(console, cfg, count, lang, memory: int) -> None:
@@ -103,80 +53,17 @@ def print_plan(console, cfg, count, lang, memory: int) -> None:
     import jax
 
     devs = jax.devices()
-    from knobsim import runtime
+    from knobsim.core import runtime
 
     console.print(f"  backend: {jax.default_backend()} ({len(devs)} x {devs[0].device_kind}); compute "
                   f"{cfg.dtype}; malloc on huge pages: {'yes' if runtime.hugepages_active() else 'no'}")
-    from knobsim import parallel
+    from knobsim.core import parallel
 
     console.print(f"  {parallel.describe(parallel.data_mesh())}")
     console.print(
         f"  language: {len(lang.words):,} words, zipf {lang.config.zipf:g}; floor {lang.entropy_rate:.4f} "
         f"nats/char, unigram {lang.unigram_loss:.4f}, bigram {lang.bigram_loss:.4f}"
     )
-
-
-def watch_options(f):
-    """Options of knob watching (shared by train and finetune)."""
-    from knobsim.knobs import WatchConfig
-
-    d = WatchConfig()
-    opts = [
-        click.option("--watch/--no-watch", "watch", default=None,
-                     help="Knob records are written by default; --watch also shows them live "
-                          "in the terminal, --no-watch records nothing (fastest)."),
-        click.option("--watch-every", type=click.IntRange(1), default=d.every, show_default=True,
-                     help="Record knob statistics and dials every this many steps."),
-        click.option("--dials", "knobs_per_tensor", type=click.IntRange(0, 1024),
-                     default=d.knobs_per_tensor, show_default=True,
-                     help="Sampled knobs (dials) per tensor whose values are recorded."),
-        click.option("--no-snapshots", is_flag=True,
-                     help="Skip the lossless weight snapshots at steps 0, 1, 2, 4, ... and the end."),
-        click.option("--tensorboard", is_flag=True,
-                     help="Also write TensorBoard event files (scalars, weight histograms) "
-                          "into RUN/tensorboard."),
-    ]
-    for o in reversed(opts):
-        f = o(f)
-    return f
-
-
-def watch_from(kw: dict):
-    """-> (WatchConfig or None, live view?, tensorboard?); pops the watch options."""
-    from knobsim.knobs import WatchConfig
-
-    watch, every, k, no_snap, tb = (kw.pop(n) for n in ("watch", "watch_every", "knobs_per_tensor",
-                                                         "no_snapshots", "tensorboard"))
-    if watch is False:
-        if every != 1 or no_snap:
-            raise KnobsimError("--watch-every and --no-snapshots need watching; drop --no-watch")
-        return None, False, tb
-    return WatchConfig(every=every, knobs_per_tensor=k, snapshots=not no_snap), bool(watch), tb
-
-
-def parallel_options(f):
-    """Many devices (parallel.py): how many to split the batch over; multi-host start."""
-    f = click.option("--distributed", is_flag=True,
-                     help="Multi-host: call jax.distributed.initialize first (also "
-                          "KNOBSIM_DISTRIBUTED=1); see the README's \"Many devices\".")(f)
-    return click.option("--devices", type=click.IntRange(1), default=None,
-                        help="Devices to split each batch over (default: all JAX sees; "
-                             "1: no data parallelism). Same as KNOBSIM_DEVICES.")(f)
-
-
-def parallel_from(kw: dict) -> None:
-    """Pop --devices / --distributed and apply them (before anything touches JAX)."""
-    import os
-
-    from knobsim import parallel
-
-    devices, distributed = kw.pop("devices"), kw.pop("distributed")
-    if parallel.distributed_requested(distributed):
-        parallel.initialize_distributed()
-    if devices is not None:
-        os.environ[parallel.DEVICES_ENV] = str(devices)
-    if parallel.requested_devices() is not None:
-        parallel.data_mesh()  # more devices than JAX sees: one line now, not mid-plan
 
 
 def print_summary(console, s: dict, run_path) -> None:
@@ -257,14 +144,15 @@ def train(budget, arch, tokens, steps, batch, seq, lr, seed, dtype, out, chunk, 
       knobsim train --params 1e9 --dry-run --json
       knobsim train --resume runs/transformer-1e5-s0-20261129-063000
     """
-    from knobsim import parallel, record
+    from knobsim.core import parallel
+    from knobsim.io import rundir as record
 
     parallel_from(lang_kw)  # first: --distributed must come before JAX sees a device
     if resume_path is not None:
         return _resume(resume_path, quiet, as_json, lang_kw)
     from knobsim.data.language import build_language
     from knobsim.models import sizing
-    from knobsim.train import plan_run
+    from knobsim.core.plan import plan_run
 
     watch, live, tensorboard = watch_from(lang_kw)
     language = language_from(lang_kw)
@@ -324,7 +212,7 @@ def install_stop_handlers() -> None:
     resume command; a second signal stops at once."""
     import signal
 
-    from knobsim.train import STOP
+    from knobsim.core.train import STOP
 
     def handler(signum, frame):
         if STOP["signal"] is not None:
@@ -336,10 +224,10 @@ def install_stop_handlers() -> None:
 
 
 def _resume(path: Path, quiet: bool, as_json: bool, kw: dict):
-    from knobsim import record
+    from knobsim.io import rundir as record
     from knobsim.config import RunConfig
     from knobsim.data.language import build_language
-    from knobsim.knobs import WatchConfig
+    from knobsim.watch.stats import WatchConfig
 
     ctx = click.get_current_context()
     given = [p.opts[0] for p in ctx.command.params
@@ -358,7 +246,7 @@ def _resume(path: Path, quiet: bool, as_json: bool, kw: dict):
     watch = WatchConfig(**raw["watch"]) if raw.get("watch") else None
     tensorboard = bool(raw.get("tensorboard", False))
     lang = build_language(cfg.language)
-    from knobsim import parallel
+    from knobsim.core import parallel
 
     run = parallel.existing_run_dir(path, tensorboard)
     console = _err_console()
@@ -377,7 +265,7 @@ def run_with_progress(cfg, run, lang, quiet, console, watch=None, live=False, te
     ``runner(on_chunk=...)`` does the work (default: train.train of ``cfg`` into ``run``)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from knobsim.train import train as train_fn
+    from knobsim.core.train import train as train_fn
 
     if runner is None:
         def runner(on_chunk=None):
@@ -389,7 +277,7 @@ def run_with_progress(cfg, run, lang, quiet, console, watch=None, live=False, te
     if live and watch is not None:
         from rich.live import Live
 
-        from knobsim.watch import LiveView
+        from knobsim.watch.live import LiveView
 
         view = LiveView(cfg)
         with Live(view, console=console, refresh_per_second=4, transient=False) as lv:
@@ -420,47 +308,3 @@ def run_with_progress(cfg, run, lang, quiet, console, watch=None, live=False, te
                             loss=f"{r.loss:.3f}", tps=format_count(r.tokens_per_s))
 
         return runner(on_chunk=on_chunk)
-
-
-@click.command()
-@click.option("--chars", type=click.IntRange(1, 100_000), default=400, show_default=True,
-              help="Characters of sample text to print.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample.")
-@click.option("--json", "as_json", is_flag=True, help="Print the facts (and sample) as JSON.")
-@language_options
-def data(chars, seed, as_json, **lang_kw):
-    """Show the synthetic language: a sample of text and its exact facts."""
-    import jax
-
-    from knobsim.data.language import build_language
-    from knobsim.data.sampler import decode, device_tables, sample_batch, words_needed
-
-    lang = build_language(language_from(lang_kw))
-    tables = device_tables(lang)
-    tokens = sample_batch(tables, jax.random.key(seed), 1, chars - 1, words_needed(lang, chars - 1))
-    text = decode(tokens[0])
-    facts = lang.facts()
-    if as_json:
-        click.echo(json.dumps({**facts, "sample": text}))
-        return
-    from rich.table import Table
-
-    console = _err_console()
-    console.print("[bold]sample[/]")
-    console.print(textwrap.fill(text, width=88, initial_indent="  ", subsequent_indent="  "))
-    t = Table(box=None, pad_edge=False, show_header=False)
-    t.add_column(style="bold")
-    t.add_column(justify="right")
-    t.add_column()
-    t.add_row("vocabulary", f"{facts['vocab_size']}", "characters: space and a-z (one token each)")
-    t.add_row("words", f"{facts['n_words']:,}", f"most frequent: {' '.join(lang.words[:8])}")
-    t.add_row("zipf exponent", f"{facts['zipf_exponent']:g}", f"frequency ~ (rank + {facts['zipf_offset']:g})^-{facts['zipf_exponent']:g}")
-    t.add_row("successors", f"{facts['n_successors']}", f"favourites per word, taken with p = {facts['successor_weight']:g}")
-    t.add_row("chars per word", f"{facts['mean_chars_per_word']:.4f}", "space included")
-    t.add_row("word entropy", f"{facts['word_entropy_rate']:.4f}", "nats per word, exact")
-    t.add_row("entropy floor", f"{facts['entropy_floor']:.4f}", "nats per char: no model can do better (exact)")
-    t.add_row("bigram loss", f"{facts['bigram_loss']:.4f}", "best model that sees one previous char")
-    t.add_row("unigram loss", f"{facts['unigram_loss']:.4f}", "best model that sees no context (char frequencies)")
-    t.add_row("uniform loss", f"{facts['uniform_loss']:.4f}", "log 27: a model that knows nothing")
-    console.print("[bold]facts[/]")
-    console.print(t)

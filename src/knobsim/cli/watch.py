@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from knobsim.cli_train import Count, _err_console, run_with_progress, watch_from, watch_options
+from knobsim.cli.options import Count, _err_console, watch_from, watch_options
+from knobsim.cli.train import run_with_progress
 from knobsim.errors import KnobsimError
 
 
@@ -26,7 +27,8 @@ def watch(run, out, no_gif):
       knobsim watch runs/transformer-100k-s0-20250101-120000
       knobsim watch runs/ft --no-gif
     """
-    from knobsim.watch import headline, render
+    from knobsim.watch.figures import render
+    from knobsim.watch.live import headline
 
     res = render(run, out=out, gif=not no_gif)
     console = _err_console()
@@ -71,10 +73,10 @@ def finetune(run, lang_seed, n_words, zipf, n_successors, successor_weight, toke
     """
     import time
 
-    from knobsim import record
+    from knobsim.io import rundir as record
     from knobsim.data.language import build_language
-    from knobsim.finetune import finetune as finetune_fn
-    from knobsim.finetune import plan_finetune
+    from knobsim.core.finetune import finetune as finetune_fn
+    from knobsim.core.finetune import plan_finetune
 
     w, live, tensorboard = watch_from(wkw)
     if lr is not None and not lr > 0:

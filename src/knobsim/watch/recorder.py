@@ -12,7 +12,7 @@
 
 Every file is written whole under a temporary name and renamed, once per chunk, so a run
 killed midway keeps everything up to its last finished chunk. numpy alone reads all of it
-(docs/watching.md shows how); nothing here computes a statistic (knobs.py does, in jit).
+(docs/watching.md shows how); nothing here computes a statistic (watch/stats.py does, in jit).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from knobsim import knobs
+from knobsim.watch import stats as knobs
 from knobsim.errors import KnobsimError
-from knobsim.record import RunDir, read_json
+from knobsim.io.rundir import RunDir, read_json
 
 INDEX = "watch/index.json"
 _CHUNK_RE = re.compile(r"^steps_(\d+)_(\d+)\.npz$")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from knobsim.cli_train import Count, language_from, language_options
+from knobsim.cli.options import Count, language_from, language_options
 from knobsim.errors import KnobsimError
 
 
@@ -90,7 +90,7 @@ def sweep(sizes, seeds, arch, tokens, tokens_per_param, pool_tokens, batch, seq,
     afterwards finds them all finished and writes the one merged table. The table has one
     row per run; fit it with the `knobsim fit` line printed at the end.
     """
-    from knobsim import sweep as S
+    from knobsim.scaling import sweep as S
     from knobsim.config import format_count
 
     budgets = S.parse_sizes(sizes)
@@ -110,7 +110,7 @@ def sweep(sizes, seeds, arch, tokens, tokens_per_param, pool_tokens, batch, seq,
     if out is None:
         name = f"{arch}-{sizes}".replace(":", "_").replace(",", "_").replace(".", "p")
         out = Path("sweeps") / name
-    from knobsim.cli_train import _err_console
+    from knobsim.cli.train import _err_console
 
     console = _err_console()
     if dry_run:

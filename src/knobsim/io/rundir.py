@@ -5,7 +5,7 @@
       metrics.jsonl   one JSON object per logged step (appended and flushed per chunk)
       summary.json    final figures (written at the end, atomically)
       params.npz      final weights, one array per knob tensor, keyed by dotted leaf path
-      watch/, snapshots/, tensorboard/   knob records of a watched run (knob_record.py,
+      watch/, snapshots/, tensorboard/   knob records of a watched run (watch/recorder.py,
                       docs/watching.md)
 
 Files that are replaced are written to a temporary name and renamed, so a reader never

@@ -1,0 +1,131 @@
+"""Options shared by the commands: counts, the language, watching, devices; the console."""
+
+from __future__ import annotations
+
+
+import click
+
+from knobsim.config import LanguageConfig, parse_count
+from knobsim.errors import KnobsimError
+
+
+class Count(click.ParamType):
+    """'1e5', '100k', '2.5M', '100000' -> int, with a one-line error otherwise."""
+
+    name = "count"
+
+    def __init__(self, minimum: int = 1):
+        self.minimum = minimum
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        try:
+            what = param.opts[0] if param is not None and param.opts else "value"
+            return parse_count(value, what=what, minimum=self.minimum)
+        except KnobsimError as e:
+            # click already names the option ("Invalid value for '--params': ...").
+            self.fail(str(e).removeprefix(f"{what} "), param, ctx)
+
+
+def language_options(f):
+    """Options that pick the synthetic language (shared by train, data and friends)."""
+    d = LanguageConfig()
+    opts = [
+        click.option("--lang-seed", type=int, default=d.seed, show_default=True,
+                     help="Seed of the language itself (runs with one seed share a language)."),
+        click.option("--words", "n_words", type=click.IntRange(2, 200_000), default=d.n_words,
+                     show_default=True, help="Lexicon size."),
+        click.option("--zipf", type=click.FloatRange(0, 4, min_open=True), default=d.zipf,
+                     show_default=True, help="Zipf exponent of word frequencies."),
+        click.option("--successors", "n_successors", type=click.IntRange(1), default=d.n_successors,
+                     show_default=True, help="Favourite successors per word."),
+        click.option("--successor-weight", type=click.FloatRange(0, 1, max_open=True),
+                     default=d.successor_weight, show_default=True,
+                     help="Probability that the next word is one of the favourites."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def language_from(kw: dict) -> LanguageConfig:
+    d = LanguageConfig()
+    return LanguageConfig(
+        seed=kw.pop("lang_seed"), n_words=kw.pop("n_words"), zipf=kw.pop("zipf"),
+        zipf_offset=d.zipf_offset, n_successors=kw.pop("n_successors"),
+        successor_weight=kw.pop("successor_weight"),
+    )
+
+
+def _err_console():
+    """Human-readable output goes to stdout; when piped, rich would wrap at 80 columns."""
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=120)
+    return console
+
+
+def watch_options(f):
+    """Options of knob watching (shared by train and finetune)."""
+    from knobsim.watch.stats import WatchConfig
+
+    d = WatchConfig()
+    opts = [
+        click.option("--watch/--no-watch", "watch", default=None,
+                     help="Knob records are written by default; --watch also shows them live "
+                          "in the terminal, --no-watch records nothing (fastest)."),
+        click.option("--watch-every", type=click.IntRange(1), default=d.every, show_default=True,
+                     help="Record knob statistics and dials every this many steps."),
+        click.option("--dials", "knobs_per_tensor", type=click.IntRange(0, 1024),
+                     default=d.knobs_per_tensor, show_default=True,
+                     help="Sampled knobs (dials) per tensor whose values are recorded."),
+        click.option("--no-snapshots", is_flag=True,
+                     help="Skip the lossless weight snapshots at steps 0, 1, 2, 4, ... and the end."),
+        click.option("--tensorboard", is_flag=True,
+                     help="Also write TensorBoard event files (scalars, weight histograms) "
+                          "into RUN/tensorboard."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def watch_from(kw: dict):
+    """-> (WatchConfig or None, live view?, tensorboard?); pops the watch options."""
+    from knobsim.watch.stats import WatchConfig
+
+    watch, every, k, no_snap, tb = (kw.pop(n) for n in ("watch", "watch_every", "knobs_per_tensor",
+                                                         "no_snapshots", "tensorboard"))
+    if watch is False:
+        if every != 1 or no_snap:
+            raise KnobsimError("--watch-every and --no-snapshots need watching; drop --no-watch")
+        return None, False, tb
+    return WatchConfig(every=every, knobs_per_tensor=k, snapshots=not no_snap), bool(watch), tb
+
+
+def parallel_options(f):
+    """Many devices (parallel.py): how many to split the batch over; multi-host start."""
+    f = click.option("--distributed", is_flag=True,
+                     help="Multi-host: call jax.distributed.initialize first (also "
+                          "KNOBSIM_DISTRIBUTED=1); see docs/devices.md.")(f)
+    return click.option("--devices", type=click.IntRange(1), default=None,
+                        help="Devices to split each batch over (default: all JAX sees; "
+                             "1: no data parallelism). Same as KNOBSIM_DEVICES.")(f)
+
+
+def parallel_from(kw: dict) -> None:
+    """Pop --devices / --distributed and apply them (before anything touches JAX)."""
+    import os
+
+    from knobsim.core import parallel
+
+    devices, distributed = kw.pop("devices"), kw.pop("distributed")
+    if parallel.distributed_requested(distributed):
+        parallel.initialize_distributed()
+    if devices is not None:
+        os.environ[parallel.DEVICES_ENV] = str(devices)
+    if parallel.requested_devices() is not None:
+        parallel.data_mesh()  # more devices than JAX sees: one line now, not mid-plan

@@ -1,0 +1,241 @@
+"""The compiled programs of a run: a pure step, a scanned chunk of steps under one jit.
+
+    train_step(state, tables) -> (state, metrics)   pure: samples its batch on the device
+    chunk = jit(lax.scan(train_step) x K)           the host sees chunks only
+
+The batch of step s is drawn from fold_in(key, s), so the data stream is a function of the
+seed and the step alone: chunk sizes do not change it, and a resumed run sees the same data.
+
+A watched run (``watch=stats.WatchConfig()``) uses ``watched_chunk`` instead: the same
+step, plus knob statistics computed in the jit (watch/stats.py) against a reference (the
+initial or pre-trained weights). It loops over ``n_active`` <= K steps (a traced argument),
+so the host can stop a chunk exactly at a snapshot step (1, 2, 4, 8, ...) without compiling
+a program per length; its losses and weights are bit-identical to the unwatched program's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from knobsim.config import RunConfig
+from knobsim.core import parallel
+from knobsim.core.optim import current_lr, make_optimizer
+from knobsim.core.state import DTYPES, TrainState, canonical_dtype, loss_fn, seed_keys
+from knobsim.data.sampler import Tables, sample_batch
+from knobsim.models import sizing
+from knobsim.watch import stats as knobs
+
+# Incremented each time a step is traced: tests check one compile per shape.
+TRACE_COUNT = {"train_step": 0, "watched_step": 0}
+
+
+@dataclasses.dataclass(frozen=True)
+class Programs:
+    """The compiled pieces of one run: built once per (model shape, batch, seq, steps)."""
+
+    init: Callable  # key -> params
+    chunk: Callable  # (state, tables, pool, n_steps) -> (state, metrics[K])
+    step: Callable  # (state, tables, pool) -> (state, metrics): the same step, unscanned
+    eval_loss: Callable  # (params, eval_tokens) -> loss
+    tx: optax.GradientTransformation
+    chunk_many: Callable  # chunk vmapped over a leading seed axis of the state
+    eval_many: Callable  # eval_loss vmapped over a leading seed axis of params
+    # Watched runs only: (state, ref, tables, pool, n_active, K) -> (state, metrics[K])
+    # with metrics["watch"] the knob statistics (rows past n_active are zeros).
+    watched_chunk: Callable | None = None
+    sample: dict | None = None  # tensor name -> flat indices of its sampled dials
+    names: tuple = ()  # tensor names in flatten order (columns of per-tensor stats)
+    # [parallel] the data-parallel mesh (parallel.data_mesh), None on one device.
+    mesh: object = None
+
+
+def pool_rows(key: jax.Array, step: jax.Array, batch: int, n_pool: int) -> jax.Array:
+    """Finite data: the pool rows of step ``step``. The pool is read in epochs, each epoch
+    in its own seeded order, so every row is seen once per epoch; a batch that straddles
+    two epochs takes the rest from the next epoch's order."""
+    pos = step * batch + jnp.arange(batch)
+    epoch = pos // n_pool
+    # Two candidate orders (this step's first epoch and the next) cover any straddle.
+    e0 = (step * batch) // n_pool
+    perm0 = jax.random.permutation(jax.random.fold_in(key, -1 - e0), n_pool)
+    perm1 = jax.random.permutation(jax.random.fold_in(key, -2 - e0), n_pool)
+    return jnp.where(epoch == e0, perm0[pos % n_pool], perm1[pos % n_pool])
+
+
+EVAL_BATCH = 32  # sequences per evaluation forward pass (bounds eval memory)
+
+
+def _with_lr_multipliers(tx: optax.GradientTransformation, mults) -> optax.GradientTransformation:
+    """Scale each tensor's update by a constant: per-tensor learning rates (muP) with the
+    optimizer state left exactly as ``tx`` builds it (so current_lr still reads it)."""
+
+    def update(updates, state, params=None):
+        updates, state = tx.update(updates, state, params)
+        return jax.tree.map(lambda u, m: u * m if m != 1.0 else u, updates, mults), state
+
+    return optax.GradientTransformation(tx.init, update)
+
+
+def lr_multipliers(cfg: RunConfig) -> dict | None:
+    """Per-tensor lr multipliers of the model's parametrization, or None (all 1)."""
+    fam = sizing.family(cfg.model.arch)
+    rule = getattr(fam, "lr_multiplier", None)
+    if rule is None:
+        return None
+    abstract = jax.eval_shape(functools.partial(fam.init, shape=cfg.model.shape), jax.random.key(0))
+    mults = jax.tree_util.tree_map_with_path(
+        lambda p, _: float(rule(sizing.leaf_path(p), cfg.model.shape)), abstract)
+    return None if all(m == 1.0 for m in jax.tree.leaves(mults)) else mults
+
+
+def _step_fns(cfg: RunConfig, n_words: int, tx, apply, compute, mesh):
+    """(advance, train_step, chunk): one optimizer step, the same step as the unwatched
+    program traces it, and K of them under lax.scan."""
+    b, t = cfg.train.batch, cfg.train.seq
+
+    def batch_for(state: TrainState, tables: Tables, pool):
+        key = jax.random.fold_in(state.key, state.step)
+        if pool is None:  # unlimited data: a fresh window of the language every step
+            tokens = sample_batch(tables, key, b, t, n_words)
+        else:
+            tokens = pool[pool_rows(state.key, state.step, b, pool.shape[0])]
+        return parallel.constrain_batch(tokens, mesh)  # [parallel] split over the devices
+
+    def advance(state: TrainState, tables: Tables, pool):
+        tokens = batch_for(state, tables, pool)
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, tokens, apply, compute)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {
+            "loss": loss,
+            "lr": current_lr(opt_state),
+            "grad_norm": optax.tree.norm(grads),  # before clipping
+            "update_norm": optax.tree.norm(updates),
+            "param_norm": optax.tree.norm(params),
+        }
+        return TrainState(state.step + 1, params, opt_state, state.key), metrics, grads, updates
+
+    def train_step(state: TrainState, tables: Tables, pool=None):
+        TRACE_COUNT["train_step"] += 1
+        state, metrics, _, _ = advance(state, tables, pool)
+        return state, metrics
+
+    def chunk(state, tables, pool, n_steps):
+        return jax.lax.scan(lambda s, _: train_step(s, tables, pool), state, None, length=n_steps)
+
+    return advance, train_step, chunk
+
+
+def _watched_chunk_fn(advance, watch: knobs.WatchConfig, sample: dict):
+    """The watched chunk: ``advance`` plus knob statistics, over ``n_active`` <= K steps."""
+
+    def watched_step(state: TrainState, ref, tables: Tables, pool):
+        TRACE_COUNT["watched_step"] += 1
+        state, metrics, grads, updates = advance(state, tables, pool)
+        # The barrier keeps XLA from fusing the statistics into the step's own arithmetic:
+        # watching reads the step's results and cannot change a bit of them.
+        p, u, g = jax.lax.optimization_barrier((state.params, updates, grads))
+        stats = lambda: knobs.watch_stats(p, ref, u, g, sample)  # noqa: E731
+        if watch.every == 1:
+            w = stats()
+        else:  # skip the work on steps that are not recorded
+            zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(stats))
+            w = jax.lax.cond(state.step % watch.every == 0, stats, lambda: zeros)
+        return state, {**metrics, "watch": w}
+
+    def watched_chunk(state, ref, tables, pool, n_active, length):
+        def run(s):
+            return watched_step(s, ref, tables, pool)
+
+        # A while loop of n_active steps writing into length-K buffers (rows past n_active
+        # stay zero). Not lax.cond inside a scan: a step nested in a conditional compiles
+        # differently and its floats would no longer match the unwatched program's bits.
+        out = jax.eval_shape(run, state)[1]
+        bufs = jax.tree.map(lambda x: jnp.zeros((length,) + x.shape, x.dtype), out)
+
+        def body(carry):
+            i, s, b = carry
+            s, m = run(s)
+            b = jax.tree.map(lambda buf, v: jax.lax.dynamic_update_index_in_dim(buf, v, i, 0), b, m)
+            return i + 1, s, b
+
+        _, state, bufs = jax.lax.while_loop(lambda c: c[0] < n_active, body,
+                                            (jnp.zeros((), jnp.int32), state, bufs))
+        return state, bufs
+
+    return watched_chunk
+
+
+def build_programs(cfg: RunConfig, n_words: int, watch: knobs.WatchConfig | None = None) -> Programs:
+    fam = sizing.family(cfg.model.arch)
+    shape = cfg.model.shape
+    apply = functools.partial(fam.apply, shape=shape)
+    compute = DTYPES[canonical_dtype(cfg.dtype)]
+    tx = make_optimizer(cfg.optim, cfg.train.steps)
+    mults = lr_multipliers(cfg)
+    if mults is not None:
+        tx = _with_lr_multipliers(tx, mults)
+    # [parallel] None with one device (or KNOBSIM_DEVICES=1): the programs are unchanged.
+    mesh = parallel.data_mesh()
+    parallel.check_batch(cfg.train.batch, mesh)
+    advance, train_step, chunk = _step_fns(cfg, n_words, tx, apply, compute, mesh)
+    names = tuple(sizing.param_shapes(cfg.model.arch, shape))
+    sample = watched_chunk = None
+    if watch is not None:
+        sample = knobs.sample_knobs(sizing.param_shapes(cfg.model.arch, shape),
+                                    watch.knobs_per_tensor, watch.sample_seed)
+        watched_chunk = jax.jit(_watched_chunk_fn(advance, watch, sample), static_argnums=5,
+                                donate_argnums=0)
+
+    def eval_loss(params, eval_tokens_EBT1):
+        losses = jax.lax.map(lambda tok: loss_fn(params, tok, apply, compute), eval_tokens_EBT1)
+        return losses.mean()
+
+    return Programs(
+        init=jax.jit(functools.partial(fam.init, shape=shape)),
+        chunk=jax.jit(chunk, static_argnums=3, donate_argnums=0),
+        step=jax.jit(train_step),
+        eval_loss=jax.jit(eval_loss),
+        tx=tx,
+        chunk_many=jax.jit(jax.vmap(chunk, in_axes=(0, None, None, None)), static_argnums=3,
+                           donate_argnums=0),
+        eval_many=jax.jit(jax.vmap(eval_loss, in_axes=(0, None))),
+        watched_chunk=watched_chunk,
+        sample=sample,
+        names=names,
+        mesh=mesh,
+    )
+
+
+def init_state(cfg: RunConfig, progs: Programs, seed: int | None = None) -> TrainState:
+    keys = seed_keys(cfg.train.seed if seed is None else seed)
+    params = progs.init(keys["init"])
+    state = TrainState(jnp.zeros((), jnp.int32), params, progs.tx.init(params), keys["data"])
+    return parallel.place_replicated(state, progs.mesh)  # [parallel] no-op on one device
+
+
+def eval_tokens(cfg: RunConfig, tables: Tables, n_words: int) -> jax.Array:
+    """The fixed evaluation set, (E, 32, T+1): drawn from the *language's* eval stream, so
+    every run on one language and sequence length is scored on the same text, whatever its
+    seed or batch (comparisons across sizes and seeds carry no eval-set noise)."""
+    key = jax.random.fold_in(jax.random.key(cfg.language.seed), 0xE7A1)
+    n_batches = max(1, cfg.train.eval_seqs // EVAL_BATCH)
+    keys = jax.random.split(key, n_batches)
+    t = cfg.train.seq
+    return jax.jit(jax.vmap(lambda k: sample_batch(tables, k, EVAL_BATCH, t, n_words)))(keys)
+
+
+def data_pool(cfg: RunConfig, tables: Tables, n_words: int, seed: int | None = None):
+    """Finite-data mode: ceil(pool_tokens / seq) sequences drawn once, or None."""
+    if not cfg.train.pool_tokens:
+        return None
+    n_seqs = max(cfg.train.batch, math.ceil(cfg.train.pool_tokens / cfg.train.seq))
+    key = seed_keys(cfg.train.seed if seed is None else seed)["pool"]
+    return jax.jit(sample_batch, static_argnums=(2, 3, 4))(tables, key, n_seqs, cfg.train.seq, n_words)

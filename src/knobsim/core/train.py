@@ -1,0 +1,382 @@
+"""The host loop: chunks of steps, and what happens between them.
+
+    train(cfg, run)            one seed; writes the run directory through hooks (hooks.py)
+    train_seeds(cfg, seeds)    several seeds in one vmapped program
+
+The loop only sees chunks (programs.py): it runs one, hands the results to each hook in
+turn (metrics rows, knob records, TensorBoard, the divergence guard, the checkpoint policy,
+a graceful stop), then reports progress. Everything here is arranged around four pieces:
+:class:`Session` (programs, state and data of a run), :func:`_hooks` (what a run records),
+:func:`_run_chunks` (the loop) and :func:`_summaries` (what it returns and writes last).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from knobsim.config import RunConfig
+from knobsim.core import hardware, parallel
+from knobsim.core import hooks as H
+from knobsim.core.hooks import STOP, Stopped  # noqa: F401  (the CLI's signal handler sets STOP)
+from knobsim.core.plan import flops_per_token
+from knobsim.core.programs import Programs, build_programs, data_pool, eval_tokens, init_state
+from knobsim.core.state import TrainState, seed_keys, unflat_params
+from knobsim.data.language import VOCAB, Language, build_language
+from knobsim.data.sampler import device_tables, words_needed
+from knobsim.errors import KnobsimError
+from knobsim.models import sizing
+from knobsim.watch import stats as knobs
+
+# A loss this far above what a model that knows nothing scores means the run has diverged,
+# even when every number is still finite (with Adam and clipping a huge lr rarely makes NaNs,
+# it makes a confidently wrong model).
+DIVERGED_FACTOR = 2.0
+
+
+@dataclasses.dataclass
+class ChunkReport:
+    """What the host learns after each chunk (for progress bars and live views)."""
+
+    step: int
+    steps: int
+    tokens: int
+    loss: float  # mean train loss of the chunk
+    tokens_per_s: float
+    eval_loss: float | None
+    # Watched runs: the chunk's recorded knob rows (host numpy), for live views:
+    # {"names", "steps" (n,), "tensor": {stat: (n, P)}, "global": {stat: (n,)},
+    #  "knobs" (n, K), "knob_tensor" (K,), "knob_index" (K,)}; None otherwise.
+    watch: dict | None = None
+
+
+def train(
+    cfg: RunConfig,
+    run=None,
+    on_chunk: Callable[[ChunkReport], None] | None = None,
+    lang: Language | None = None,
+    *,
+    watch: knobs.WatchConfig | None = None,
+    tensorboard: bool = False,
+    init_params: dict[str, np.ndarray] | None = None,
+    reference: str = "init",
+    extra_config: dict | None = None,
+    resume: bool = False,
+) -> dict:
+    """Train ``cfg``; write to ``run`` (an io.rundir.RunDir) if given; return the summary.
+
+    ``watch`` records knob statistics, dials and snapshots into ``run`` (watch/recorder.py);
+    ``tensorboard`` also writes event files. ``init_params`` (flat, by leaf path) starts
+    from given weights instead of the seed's init (fine-tuning); drift is then measured
+    from them and ``reference`` names them in the records. ``extra_config`` is merged into
+    config.json. With a run directory, checkpoints go to RUN/checkpoints (io/checkpoint.py);
+    ``resume`` continues ``run`` from its latest checkpoint, bit for bit."""
+    return _train(cfg, [cfg.train.seed], [run], on_chunk, lang, vmapped=False, watch=watch,
+                  tensorboard=tensorboard, init_params=init_params, reference=reference,
+                  extra_config=extra_config, resume=resume)[0]
+
+
+def train_seeds(
+    cfg: RunConfig,
+    seeds: list[int],
+    runs: list | None = None,
+    on_chunk: Callable[[ChunkReport], None] | None = None,
+    lang: Language | None = None,
+) -> list[dict]:
+    """Train one config under several seeds at once: one compiled program, the train state
+    vmapped over a leading seed axis. Returns one summary per seed (each run's config.json
+    records its own seed). Whether this beats seeds one after another depends on the size:
+    benchmarks/bench_seeds.py measures it."""
+    runs = runs or [None] * len(seeds)
+    return _train(cfg, list(seeds), runs, on_chunk, lang, vmapped=True)
+
+
+# -- a run's programs, state and data ---------------------------------------------------
+
+
+@dataclasses.dataclass
+class Session:
+    """Everything one call of the loop works on: built once, before the first chunk."""
+
+    cfg: RunConfig
+    seeds: list[int]
+    lang: Language
+    progs: Programs
+    state: TrainState  # stacked over a leading seed axis when vmapped
+    tables: object
+    pool: object  # the finite-data pool, or None
+    ev_tokens: jax.Array
+    vmapped: bool
+
+    @classmethod
+    def build(cls, cfg, seeds, lang, vmapped, watch, init_params) -> "Session":
+        lang = lang or build_language(cfg.language)
+        tables = device_tables(lang)
+        n_words = words_needed(lang, cfg.train.seq)
+        progs = build_programs(cfg, n_words, watch=watch)
+        if init_params is not None:
+            params0 = unflat_params(cfg, init_params)
+            states = [TrainState(jnp.zeros((), jnp.int32), params0, progs.tx.init(params0),
+                                 seed_keys(seeds[0])["data"])]
+        else:
+            states = [init_state(cfg, progs, seed=sd) for sd in seeds]
+        pools = [data_pool(cfg, tables, n_words, seed=sd) for sd in seeds]
+        if vmapped:
+            if cfg.train.pool_tokens and len(seeds) > 1:
+                raise KnobsimError("finite-data pools are per seed; train seeds one by one with a pool")
+            state = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+        else:
+            (state,) = states
+        pool = pools[0]
+        ev_tokens = eval_tokens(cfg, tables, n_words)
+        if progs.mesh is not None:  # [parallel] replicated state and tables, eval set split
+            state, tables, pool = parallel.place_replicated((state, tables, pool), progs.mesh)
+            ev_tokens = parallel.place_eval_tokens(ev_tokens, progs.mesh)
+        return cls(cfg, list(seeds), lang, progs, state, tables, pool, ev_tokens, vmapped)
+
+    def evaluate(self, params) -> np.ndarray:
+        fn = self.progs.eval_many if self.vmapped else self.progs.eval_loss
+        return np.atleast_1d(np.asarray(jax.device_get(fn(params, self.ev_tokens)), dtype=np.float64))
+
+    def run_chunk(self, n: int, ref, watched: bool):
+        """Run ``n`` steps as one jitted call; returns (metrics (S, n), watch output, seconds)."""
+        t0 = time.perf_counter()
+        p = self.progs
+        if watched:
+            self.state, metrics = p.watched_chunk(self.state, ref, self.tables, self.pool,
+                                                  jnp.int32(n), self.cfg.train.chunk)
+        else:
+            fn = p.chunk_many if self.vmapped else p.chunk
+            self.state, metrics = fn(self.state, self.tables, self.pool, n)
+        metrics = jax.device_get(metrics)  # the one host sync per chunk
+        watch_out = metrics.pop("watch", None)
+        metrics = {k: np.asarray(v)[..., :n].reshape(len(self.seeds), n) for k, v in metrics.items()}
+        return metrics, watch_out, time.perf_counter() - t0
+
+
+# -- the loop -------------------------------------------------------------------------
+
+
+def _check_request(runs, vmapped, watch, tensorboard, init_params) -> None:
+    if vmapped and (watch is not None or tensorboard or init_params is not None):
+        raise KnobsimError("watching, TensorBoard and fine-tuning take one seed at a time")
+    if (watch is not None or tensorboard) and runs[0] is None:
+        raise KnobsimError("watching and TensorBoard write into a run directory; give one")
+
+
+def _stops(cfg: RunConfig, snaps: set[int]):
+    """Where each chunk ends: multiples of the chunk length (where evaluations fall) and,
+    when watching, also exactly at the snapshot steps."""
+    tc = cfg.train
+
+    def next_stop(step: int) -> int:
+        stop = min((step // tc.chunk + 1) * tc.chunk, tc.steps)
+        return min([stop] + [s for s in snaps if s > step])
+
+    return next_stop
+
+
+def _rows(step: int, n: int, per_step: int, metrics: dict, ev, i: int) -> list[dict]:
+    rows = [{"step": step - n + j + 1, "tokens": (step - n + j + 1) * per_step,
+             **{k: float(v[i, j]) for k, v in metrics.items()}} for j in range(n)]
+    if ev is not None:
+        rows[-1]["eval_loss"] = float(ev[i])
+    return rows
+
+
+def _hooks(s: Session, runs, ckpt, watch, tensorboard, snaps, ref, reference, first_eval, resume, start):
+    """The hooks of a run, in the order they see each chunk."""
+    cfg, run0 = s.cfg, runs[0]
+    hooks: list[H.Hook] = [H.MetricsHook(runs)]
+    if watch is not None:
+        from knobsim.watch.recorder import WatchRecorder
+
+        rec = WatchRecorder(run0, s.progs.names, sizing.param_shapes(cfg.model.arch, cfg.model.shape),
+                            s.progs.sample, watch, cfg.train.steps, reference)
+        if resume:
+            rec.truncate_after(start)
+        hooks.append(H.WatchHook(rec, watch, snaps, s.progs.names, s.progs.sample))
+    if tensorboard:
+        from knobsim.watch.recorder import TensorBoardLog
+
+        hooks.append(H.TensorBoardHook(TensorBoardLog(run0.path / "tensorboard"), s.progs.names))
+    threshold = DIVERGED_FACTOR * max(float(np.max(first_eval)), math.log(VOCAB))
+    hooks.append(H.DivergenceGuard(threshold, cfg.optim.lr, ckpt))
+    if ckpt is not None:
+        hooks.append(H.CheckpointHook(ckpt, cfg.train.steps, cfg.train.ckpt_every, ref))
+    hooks.append(H.StopGuard(None if run0 is None else run0.path))
+    return hooks
+
+
+@dataclasses.dataclass
+class _Progress:
+    step: int
+    last_eval: np.ndarray
+    chunk_losses: np.ndarray | None = None
+    steady_tokens: int = 0  # tokens and seconds after the first chunk (which compiles)
+    steady_s: float = 0.0
+
+    def tokens_per_s(self, fallback: float) -> float:
+        return self.steady_tokens / self.steady_s if self.steady_s > 0 else fallback
+
+
+def _run_chunks(s: Session, hooks, prog: _Progress, next_stop, ref, watched, on_chunk) -> None:
+    tc = s.cfg.train
+    per_step, n_seeds = tc.tokens_per_step, len(s.seeds)
+    while prog.step < tc.steps:
+        stop = next_stop(prog.step) if watched else min(prog.step + tc.chunk, tc.steps)
+        n = stop - prog.step
+        metrics, watch_out, dt = s.run_chunk(n, ref, watched)
+        if prog.step > 0:  # the first chunk includes compilation
+            prog.steady_tokens += n * per_step * n_seeds
+            prog.steady_s += dt
+        prog.step += n
+        ev = None
+        if prog.step % tc.eval_every == 0 or prog.step == tc.steps:
+            ev = prog.last_eval = s.evaluate(s.state.params)
+        rows = [_rows(prog.step, n, per_step, metrics, ev, i) for i in range(n_seeds)]
+        c = H.Chunk(prog.step, n, s.state, metrics, rows, ev, watch_out)
+        for h in hooks:
+            h.chunk(c)
+        prog.chunk_losses = metrics["loss"].mean(axis=1)
+        if on_chunk is not None:
+            tps = prog.tokens_per_s(n * per_step * n_seeds / dt)
+            on_chunk(ChunkReport(prog.step, tc.steps, prog.step * per_step,
+                                 float(np.mean(prog.chunk_losses)), tps,
+                                 None if ev is None else float(np.mean(ev)), c.report_watch))
+
+
+def _losses_from_log(rows0, cfg, next_stop, watched):
+    """A run resumed from its final checkpoint trains nothing: its last chunk's mean train
+    loss and its last evaluation come from the metrics it logged."""
+    tc = cfg.train
+    stops, s_ = [0], 0
+    while s_ < tc.steps:
+        s_ = next_stop(s_) if watched else min(s_ + tc.chunk, tc.steps)
+        stops.append(s_)
+    last = [r["loss"] for r in rows0 if stops[-2] < r["step"] <= tc.steps and "loss" in r]
+    chunk_losses = np.array([np.asarray(last, np.float32).mean()])
+    last_eval = np.array([next(r["eval_loss"] for r in reversed(rows0) if "eval_loss" in r)])
+    return chunk_losses, last_eval
+
+
+def _begin(s: Session, runs, ckpt, watch, extra_config, resume):
+    """Restore (resume) or start fresh: returns (start step, reference weights, logged rows)."""
+    start, ref, rows0 = 0, None, None
+    if resume:
+        if ckpt is None:
+            raise KnobsimError("resuming needs the run directory of a single-seed run")
+        like_ref = s.state.params if watch is not None else None
+        s.state, ref = ckpt.restore(s.state, ref_like=like_ref)
+        start = int(s.state.step)
+        rows0 = runs[0].truncate_after(start)  # drop what was logged after the checkpoint
+    else:
+        for sd, run in zip(s.seeds, runs):
+            if run is not None:
+                c = dataclasses.replace(s.cfg, train=dataclasses.replace(s.cfg.train, seed=sd))
+                extra = dict(extra_config or {})
+                if watch is not None:
+                    extra["watch"] = dataclasses.asdict(watch)
+                run.write_config({**c.to_dict(), **extra})
+    if watch is not None and ref is None:
+        # The reference is a copy: the state's own buffers are donated to each chunk.
+        ref = jax.tree.map(jnp.copy, s.state.params)
+    return start, ref, rows0
+
+
+def _train(cfg, seeds, runs, on_chunk, lang, vmapped, watch=None, tensorboard=False,
+           init_params=None, reference="init", extra_config=None, resume=False):
+    t_start = time.perf_counter()
+    STOP["signal"] = None
+    _check_request(runs, vmapped, watch, tensorboard, init_params)
+    s = Session.build(cfg, seeds, lang, vmapped, watch, init_params)
+    ckpt = None
+    if runs[0] is not None and not vmapped:
+        from knobsim.io.checkpoint import Checkpointer
+
+        ckpt = Checkpointer(runs[0].path, keep=cfg.train.keep)
+    hooks: list[H.Hook] = []
+    try:
+        start, ref, rows0 = _begin(s, runs, ckpt, watch, extra_config, resume)
+        first_eval = np.array([rows0[0]["eval_loss"]]) if resume else s.evaluate(s.state.params)
+        snaps = set(knobs.snapshot_steps(cfg.train.steps)) if watch is not None and watch.snapshots else set()
+        hooks = _hooks(s, runs, ckpt, watch, tensorboard, snaps, ref, reference, first_eval, resume, start)
+        if not resume:
+            for h in hooks:
+                h.begin(s.state, first_eval)
+        next_stop = _stops(cfg, snaps)
+        prog = _Progress(start, first_eval)
+        _run_chunks(s, hooks, prog, next_stop, ref, watch is not None, on_chunk)
+        if prog.chunk_losses is None:  # resumed from the final checkpoint: nothing to train
+            prog.chunk_losses, prog.last_eval = _losses_from_log(rows0, cfg, next_stop, watch is not None)
+        wall = time.perf_counter() - t_start
+        fallback = cfg.train.tokens * len(seeds) / wall if prog.step > start else float("nan")
+        tokens_per_s = prog.tokens_per_s(fallback)
+        watch_hook = next((h for h in hooks if isinstance(h, H.WatchHook)), None)
+        last_watch = None if watch_hook is None else watch_hook.last
+        summaries = _summaries(s, runs, prog, first_eval, tokens_per_s, wall, reference, last_watch)
+    finally:  # every file closed, whatever ended the run (the end, divergence, a stop, an error)
+        H.close_all(hooks or ([ckpt] if ckpt is not None else []))
+    if not vmapped and prog.step > start and math.isfinite(tokens_per_s) and cfg.dtype == "float32":
+        hardware.record_mfu(cfg.model.arch, cfg.model.n_params_total, summaries[0]["mfu"], tokens_per_s)
+    return summaries
+
+
+def _summaries(s: Session, runs, prog: _Progress, first_eval, tokens_per_s, wall, reference, last_watch):
+    """One summary per seed; each run directory gets its final weights and summary.json."""
+    cfg, tc, lang = s.cfg, s.cfg.train, s.lang
+    # The peak of every device the batch is split over (one device's peak, measured, times
+    # the mesh size): MFU is the share of all the hardware used.
+    n_devices = parallel.n_devices(s.progs.mesh)
+    peak = hardware.peak_flops(cfg.dtype) * n_devices
+    f6n, fattn = flops_per_token(cfg)
+    floor = lang.entropy_rate
+    summaries = []
+    for i, (sd, run) in enumerate(zip(s.seeds, runs)):
+        final = float(prog.last_eval[i])
+        summary = {
+            "arch": cfg.model.arch,
+            "shape": cfg.model.shape,
+            "n_params_total": cfg.model.n_params_total,
+            "n_params_nonembedding": cfg.model.n_params_nonembedding,
+            "seed": sd,
+            "steps": tc.steps,
+            "tokens": tc.tokens,
+            "pool_tokens": tc.pool_tokens,
+            "epochs": tc.tokens / tc.pool_tokens if tc.pool_tokens else None,
+            "final_train_loss": float(prog.chunk_losses[i]),
+            "final_eval_loss": final,
+            "initial_eval_loss": float(first_eval[i]),
+            "entropy_floor": floor,
+            "gap_nats": final - floor,
+            "gap_pct": 100.0 * (final - floor) / floor,
+            "unigram_loss": lang.unigram_loss,
+            "bigram_loss": lang.bigram_loss,
+            "lr": cfg.optim.lr,
+            "tokens_per_s": tokens_per_s,  # all seeds together when vmapped
+            "mfu": f6n * tokens_per_s / peak,
+            "mfu_with_attention": fattn * tokens_per_s / peak,
+            "peak_flops": peak,
+            "backend": jax.default_backend(),
+            "dtype": cfg.dtype,
+            "devices": n_devices,
+            "n_seeds_together": len(s.seeds),
+            "wall_s": wall,
+        }
+        if last_watch is not None:  # the last recorded global knob statistics
+            summary["knobs"] = {"reference": reference,
+                                **{k: float(v[-1]) for k, v in last_watch["global"].items()}}
+        if run is not None:
+            from knobsim.core.state import flat_params
+
+            params_i = jax.tree.map(lambda x: x[i], s.state.params) if s.vmapped else s.state.params
+            run.save_params(flat_params(params_i))
+            run.write_summary(summary)
+        summaries.append(summary)
+    return summaries

@@ -1,0 +1,116 @@
+"""results.csv: one row per finished run, rebuilt from the run directories, written atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+
+
+from knobsim.io import rundir as record
+from knobsim.scaling.points import RESULT_COLUMNS
+
+
+# -- the results table -------------------------------------------------------------------
+
+
+def _row(run: Path) -> dict | None:
+    s_path = run / "summary.json"
+    if not s_path.is_file():
+        return None
+    s = record.read_json(s_path)
+    c = record.read_json(run / "config.json")
+    pt = record.read_json(run / "point.json") if (run / "point.json").is_file() else {}
+    tr = c["train"]
+    n, d = s["n_params_total"], s["tokens"]
+    return {
+        "arch": s["arch"],
+        "shape": json.dumps(s["shape"], sort_keys=True, separators=(",", ":")),
+        "n_params_total": n,
+        "n_params_nonembedding": s["n_params_nonembedding"],
+        "tokens": d,
+        "compute": 6.0 * n * d,
+        "final_eval_loss": s["final_eval_loss"],
+        "entropy_floor": s["entropy_floor"],
+        "lr": s["lr"],
+        "seed": s["seed"],
+        "wall_s": s["wall_s"],
+        "run_dir": str(run),
+        "budget": c["model"]["budget"],
+        "lr_source": pt.get("lr_source", ""),
+        "tag": pt.get("tag", ""),
+        "steps": s["steps"],
+        "batch": tr["batch"],
+        "seq": tr["seq"],
+        "pool_tokens": tr.get("pool_tokens", 0),
+        "epochs": s.get("epochs"),
+        "zipf": c["language"]["zipf"],
+        "final_train_loss": s["final_train_loss"],
+        "tokens_per_s": s["tokens_per_s"],
+        "n_seeds_together": s.get("n_seeds_together", 1),
+    }
+
+
+def build_table(out: Path, sub: str = "runs") -> list[dict]:
+    """One row per finished run under out/sub, sorted by (arch, N, D, pool, seed)."""
+    base = Path(out) / sub
+    rows = [r for r in (_row(p) for p in sorted(base.iterdir()) if p.is_dir())
+            if r is not None] if base.is_dir() else []
+    return sorted(rows, key=lambda r: (r["arch"], r["n_params_total"], r["tokens"],
+                                       r["pool_tokens"], r["lr"], r["tag"], r["seed"]))
+
+
+def _write_csv_atomic(path: Path, rows: list[dict], columns: Sequence[str]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: _cell(r.get(k)) for k in columns})
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+    with open(tmp, "w", newline="") as f:
+        f.write(buf.getvalue())
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+def _cell(v):
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else ""
+    return v
+
+
+def write_table(out: Path) -> Path:
+    """Rebuild out/results.csv from out/runs/*, atomically."""
+    path = Path(out) / "results.csv"
+    _write_csv_atomic(path, build_table(out), RESULT_COLUMNS)
+    return path
+
+
+def read_table(path: Path) -> list[dict]:
+    """results.csv back as dicts with numbers parsed (shape stays a JSON string)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    ints = {"n_params_total", "n_params_nonembedding", "tokens", "seed", "budget", "steps",
+            "batch", "seq", "pool_tokens", "n_seeds_together"}
+    floats = {"compute", "final_eval_loss", "entropy_floor", "lr", "wall_s", "epochs", "zipf",
+              "final_train_loss", "tokens_per_s"}
+    for r in rows:
+        for k in ints & r.keys():
+            r[k] = int(r[k]) if r[k] != "" else None
+        for k in floats & r.keys():
+            r[k] = float(r[k]) if r[k] != "" else None
+    return rows
+
+
+def fit_hint(table: Path) -> str:
+    """The `knobsim fit` command for a results table."""
+    return (f"knobsim fit --csv {table} --n-col n_params_total --d-col tokens "
+            "--loss-col final_eval_loss")
