@@ -36,6 +36,7 @@ SLOW_FILES_FIRST = [
     "test_knobs.py",
     "test_watch.py",
     "test_sweep.py",
+    "test_sweep_ray.py",
     "test_cli.py",
     "test_train.py",
     "test_scaling.py",

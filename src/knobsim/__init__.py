@@ -68,6 +68,7 @@ _EXPORTS = {
     "render_watch": "knobsim.watch.figures",
     # scaling
     "run_sweep": "knobsim.scaling.sweep",
+    "run_sweep_ray": "knobsim.scaling.ray_sweep",
     "read_table": "knobsim.scaling.table",
     "fit_power_law": "knobsim.scaling.fit",
     "fit_chinchilla": "knobsim.scaling.fit",

@@ -64,6 +64,13 @@ def _seeds(text: str) -> list[int]:
               help="Run only the lr grid (before sharded runs; it can be sharded itself).")
 @click.option("--shard", default=None, metavar="I/N",
               help="Run every N-th run starting at I (0 <= I < N); a plain rerun merges the table.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None,
+              metavar="[ADDRESS]",
+              help="Train every run as a Ray task: --ray alone on a local cluster, --ray "
+                   "HEAD:6379 or ray://HEAD:10001 on that cluster (pip install 'knobsim[ray]').")
+@click.option("--ray-device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto",
+              show_default=True,
+              help="With --ray: one CPU or one GPU per run; auto = a GPU when the cluster has them.")
 @click.option("--vmap", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
               help="Train a size's seeds in one vmapped program: auto = where the measured "
                    "break-even (benchmarks/bench_seeds.py) says it is faster.")
@@ -75,7 +82,8 @@ def _seeds(text: str) -> list[int]:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @language_options
 def sweep(sizes, seeds, arch, tokens, tokens_per_param, pool_tokens, batch, seq, lr, tune_lr,
-          lr_grid, tune_fraction, tune_only, shard, vmap, vmap_bench, out, dry_run, quiet, **lang_kw):
+          lr_grid, tune_fraction, tune_only, shard, ray_address, ray_device, vmap, vmap_bench, out,
+          dry_run, quiet, **lang_kw):
     """Train every size x seed, skipping finished runs; write DIR/results.csv.
 
     \b
@@ -84,6 +92,7 @@ def sweep(sizes, seeds, arch, tokens, tokens_per_param, pool_tokens, batch, seq,
       knobsim sweep --params 1e3,1e4,1e5 --tokens-per-param 20 --tune-lr
       knobsim sweep --params 1e3:1e5:5 --tokens 4M --pool-tokens 1M --out sweeps/finite
       knobsim sweep --params 1e3:1e6:8 --shard $SLURM_ARRAY_TASK_ID/8   # then once more, plain
+      knobsim sweep --params 1e3:1e6:8 --ray HEAD:6379   # every run a task on a Ray cluster
 
     A run is finished when its directory has summary.json: rerun the same command to
     resume after a kill. With --shard, each process trains every N-th run; a plain rerun
@@ -95,6 +104,15 @@ def sweep(sizes, seeds, arch, tokens, tokens_per_param, pool_tokens, batch, seq,
 
     budgets = S.parse_sizes(sizes)
     shard_t = S.parse_shard(shard)
+    if ray_address is not None:
+        if shard is not None:
+            raise KnobsimError("give --ray or --shard, not both: the Ray cluster schedules "
+                               "every run itself")
+        from knobsim.scaling.ray_sweep import import_ray
+
+        import_ray()  # a missing Ray fails here, before anything is planned or written
+    elif ray_device != "auto":
+        raise KnobsimError("--ray-device needs --ray")
     if lr is not None and tune_lr:
         raise KnobsimError("give --lr or --tune-lr, not both")
     if tune_only and not tune_lr:
@@ -117,7 +135,13 @@ def sweep(sizes, seeds, arch, tokens, tokens_per_param, pool_tokens, batch, seq,
         _print_plan(console, S, points, settings, out, shard_t)
         return
     rep = S.Reporter() if quiet else S.RichReporter(console)
-    res = S.run_sweep(points, settings, out, shard=shard_t, reporter=rep, tune_only=tune_only)
+    if ray_address is not None:
+        from knobsim.scaling.ray_sweep import run_sweep_ray
+
+        res = run_sweep_ray(points, settings, out, address=ray_address, device=ray_device,
+                            reporter=rep, tune_only=tune_only)
+    else:
+        res = S.run_sweep(points, settings, out, shard=shard_t, reporter=rep, tune_only=tune_only)
     what = "lr grid" if tune_only else "runs"
     console.print(f"{what}: trained {res.trained}, already finished {res.skipped}; "
                   f"table {res.table} ({len(res.rows)} rows)")
