@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test bench figures clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ test: $(STAMP)  ## install test needs and run the whole suite (slow tests includ
 bench: $(STAMP)  ## throughput and MFU against PyTorch (installs the optional torch extra)
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/bench_train.py
+
+figures: $(STAMP)  ## regenerate the README's pictures in docs/figures/ (~15 min on 2 cores)
+	$(BIN)/python experiments/make_figures.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
