@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 from typing import Callable
 
@@ -214,6 +215,28 @@ def build_programs(cfg: RunConfig, n_words: int, watch: knobs.WatchConfig | None
     )
 
 
+# Programs built for the host loop, kept for the process (newest last, at most _KEEP): a
+# rerun of the same configuration in one process (a resumed run, the next seed of a sweep
+# point, an experiment's repeats) reuses the jitted programs, skipping their tracing and
+# compilation. The key is everything the programs are built from: the whole config (but
+# the seed, which only init_state reads), the words per sequence, the watch settings and
+# the device mesh. The same programs, so the same bits.
+_BUILT: dict[str, Programs] = {}
+_KEEP = 8
+
+
+def programs_for(cfg: RunConfig, n_words: int, watch: knobs.WatchConfig | None = None) -> Programs:
+    """build_programs, memoised within the process (see _BUILT)."""
+    unseeded = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=0))
+    key = json.dumps([dataclasses.asdict(unseeded), n_words, repr(watch), repr(parallel.data_mesh())],
+                     sort_keys=True, default=repr)
+    progs = _BUILT.pop(key, None) or build_programs(cfg, n_words, watch=watch)
+    _BUILT[key] = progs
+    while len(_BUILT) > _KEEP:
+        _BUILT.pop(next(iter(_BUILT)))
+    return progs
+
+
 def init_state(cfg: RunConfig, progs: Programs, seed: int | None = None) -> TrainState:
     keys = seed_keys(cfg.train.seed if seed is None else seed)
     params = progs.init(keys["init"])
@@ -228,8 +251,18 @@ def eval_tokens(cfg: RunConfig, tables: Tables, n_words: int) -> jax.Array:
     key = jax.random.fold_in(jax.random.key(cfg.language.seed), 0xE7A1)
     n_batches = max(1, cfg.train.eval_seqs // EVAL_BATCH)
     keys = jax.random.split(key, n_batches)
-    t = cfg.train.seq
-    return jax.jit(jax.vmap(lambda k: sample_batch(tables, k, EVAL_BATCH, t, n_words)))(keys)
+    return _eval_sampler(EVAL_BATCH, cfg.train.seq, n_words)(tables, keys)
+
+
+@functools.lru_cache(maxsize=None)
+def _eval_sampler(batch: int, seq: int, n_words: int):
+    """One jitted sampler per shape, the tables an argument (not baked-in constants): every
+    later run in the process reuses it instead of tracing and compiling it again."""
+    return jax.jit(jax.vmap(lambda tables, k: sample_batch(tables, k, batch, seq, n_words),
+                            in_axes=(None, 0)))
+
+
+_sample_pool = jax.jit(sample_batch, static_argnums=(2, 3, 4))
 
 
 def data_pool(cfg: RunConfig, tables: Tables, n_words: int, seed: int | None = None):
@@ -238,4 +271,4 @@ def data_pool(cfg: RunConfig, tables: Tables, n_words: int, seed: int | None = N
         return None
     n_seqs = max(cfg.train.batch, math.ceil(cfg.train.pool_tokens / cfg.train.seq))
     key = seed_keys(cfg.train.seed if seed is None else seed)["pool"]
-    return jax.jit(sample_batch, static_argnums=(2, 3, 4))(tables, key, n_seqs, cfg.train.seq, n_words)
+    return _sample_pool(tables, key, n_seqs, cfg.train.seq, n_words)

@@ -26,7 +26,7 @@ from knobsim.core import hardware, parallel
 from knobsim.core import hooks as H
 from knobsim.core.hooks import STOP, Stopped  # noqa: F401  (the CLI's signal handler sets STOP)
 from knobsim.core.plan import flops_per_token
-from knobsim.core.programs import Programs, build_programs, data_pool, eval_tokens, init_state
+from knobsim.core.programs import Programs, data_pool, eval_tokens, init_state, programs_for
 from knobsim.core.state import TrainState, seed_keys, unflat_params
 from knobsim.data.language import VOCAB, Language, build_language
 from knobsim.data.sampler import device_tables, words_needed
@@ -119,7 +119,7 @@ class Session:
         lang = lang or build_language(cfg.language)
         tables = device_tables(lang)
         n_words = words_needed(lang, cfg.train.seq)
-        progs = build_programs(cfg, n_words, watch=watch)
+        progs = programs_for(cfg, n_words, watch=watch)
         if init_params is not None:
             params0 = unflat_params(cfg, init_params)
             states = [TrainState(jnp.zeros((), jnp.int32), params0, progs.tx.init(params0),
