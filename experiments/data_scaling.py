@@ -107,7 +107,7 @@ def main():
         ex = np.array([finals[b, p][0] for p in pools])
         if len(pools) >= MIN_POOLS_TO_FIT and np.all(ex > finals[b, 0][0]):
             fits[b] = scaling.fit_power_law(np.array(pools, float), ex, var="d", floor=finals[b, 0][0],
-                                            bootstrap=20 if a.mode == "tiny" else 200)
+                                            bootstrap=6 if a.mode == "tiny" else 200)
 
     with P.style():
         nb = len(budgets)

@@ -56,7 +56,7 @@ def main():
     a = C.parse(__doc__, "explosion")
     sweep_dir = a.out.parent / ("scaling_params" + ("" if a.mode == "full" else f"-{a.mode}")) / "sweep"
     rows = C.run(scaling_params.points(a.mode), C.settings(a.mode), sweep_dir, a.quiet)
-    boot = 20 if a.mode == "tiny" else 200
+    boot = 6 if a.mode == "tiny" else 200
     n = np.array([r["n_params_total"] for r in rows], float)
     loss = np.array([r["final_eval_loss"] for r in rows], float)
     floor = rows[0]["entropy_floor"]

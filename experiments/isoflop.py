@@ -42,7 +42,7 @@ from knobsim.models import sizing
 MODES = {
     "full": dict(budgets=[1e11, 3e11, 1e12, 3e12], k=7, seeds=2, boot=200),
     "quick": dict(budgets=[1e10, 3e10, 1e11], k=6, seeds=1, boot=200),
-    "tiny": dict(budgets=[2e6, 6e6], k=3, seeds=1, boot=20),
+    "tiny": dict(budgets=[2e6, 6e6], k=3, seeds=1, boot=6),
 }
 SPAN = (1 / 16, 4.0)  # sizes from N_c / 16 to 4 N_c
 MIN_STEPS = 30
@@ -120,7 +120,7 @@ def main():
     groups = {c: (np.log10([r["n_params_total"] for r in rs]), np.array([r["final_eval_loss"] for r in rs]))
               for c, rs in budgets.items()}
     rng = np.random.default_rng(0)
-    xs, a2, b2, a2_ci, kept, n_ci = approach2(groups, rng, 50 if a.mode == "tiny" else N_BOOT_A2)
+    xs, a2, b2, a2_ci, kept, n_ci = approach2(groups, rng, 20 if a.mode == "tiny" else N_BOOT_A2)
 
     n = np.array([r["n_params_total"] for r in rows], float)
     d = np.array([r["tokens"] for r in rows], float)
@@ -154,7 +154,7 @@ def main():
         nopt = np.array([10 ** xs[c] if np.isfinite(xs[c]) else np.nan for c in cs])
         err = np.array([[nopt[i] - n_ci[c][0], n_ci[c][1] - nopt[i]] if n_ci[c] and ok[i] else [0, 0]
                         for i, c in enumerate(cs)]).T
-        ax2.errorbar(cs[ok], nopt[ok], yerr=err[:, ok], fmt="o", color=P.color(0), capsize=4,
+        ax2.errorbar(cs[ok], nopt[ok], yerr=np.clip(err[:, ok], 0, None), fmt="o", color=P.color(0), capsize=4,
                      label="approach 2: parabola vertices (95% bootstrap)")
         cg = np.geomspace(cs.min() / 2, cs.max() * 2, 50)
         if np.isfinite(a2):

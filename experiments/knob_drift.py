@@ -66,7 +66,8 @@ from knobsim.io.rundir import RunDir, load_params  # noqa: E402
 MODES = {
     "full": dict(widths=[32, 64, 128, 256, 512], seeds=[0, 1], steps=400, batch=16, seq=64),
     "quick": dict(widths=[32, 64, 128], seeds=[0], steps=150, batch=16, seq=64),
-    "tiny": dict(widths=[16, 32], seeds=[0], steps=6, batch=2, seq=16),
+    # tiny: one checkpoint, at the end (the default, one per chunk here, is 7 of them a run)
+    "tiny": dict(widths=[16, 32], seeds=[0], steps=6, batch=2, seq=16, ckpt_every=6),
 }
 DEPTH = 2
 HEAD_DIM = 16  # heads keep their size as D grows (more heads), as muP's attention wants
@@ -85,7 +86,7 @@ def config(width: int, param: str, base: int, seed: int, m: dict):
         shape["mup_base_d"] = base
     count = sizing.count_params("transformer", shape)
     cfg = plan_run(params=count.total, steps=m["steps"], batch=m["batch"], seq=m["seq"], lr=LR,
-                     seed=seed, check_memory=False)
+                     seed=seed, check_memory=False, ckpt_every=m.get("ckpt_every"))
     return dataclasses.replace(
         cfg, model=ModelConfig("transformer", count.total, shape, count.total, count.nonembedding),
         optim=dataclasses.replace(cfg.optim, weight_decay=0.0))

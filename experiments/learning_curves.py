@@ -102,7 +102,7 @@ def main():
     warm = record.read_json(Path(small["run_dir"]) / "config.json")["optim"]["warmup_steps"]
     c0 = 6.0 * small["n_params_total"] * min(WARMUP_SKIP * warm, small["steps"] / 2) * small["batch"] * small["seq"]
     fit_ok = ok & (grid >= c0)
-    boot = 20 if a.mode == "tiny" else 200
+    boot = 6 if a.mode == "tiny" else 200
     # The frontier's points are not independent measurements (neighbours share runs), so
     # its bootstrap interval is optimistic; it is reported as a rough guide.
     fit = scaling.fit_power_law(grid[fit_ok], best[fit_ok], var="d", floor=floor, bootstrap=boot)

@@ -30,7 +30,7 @@ MODES = {
     # sizes, seeds, tokens per run (None: rule below), bootstrap resamples
     "full": dict(sizes="1e3:1e6:7", seeds=3, tokens=None, boot=200),
     "quick": dict(sizes="1e3:3.16e5:6", seeds=3, tokens=1_000_000, boot=200),
-    "tiny": dict(sizes="200,400,800", seeds=2, tokens=256, boot=20),
+    "tiny": dict(sizes="200,400,800", seeds=2, tokens=256, boot=6),
 }
 FULL_MIN_TOKENS = 4_000_000  # full mode: D = max(4M, 20 N), Chinchilla's 20 per knob above 2e5
 

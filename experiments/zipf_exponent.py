@@ -35,7 +35,7 @@ from knobsim.config import LanguageConfig
 MODES = {
     "full": dict(zipfs=[1.1, 1.4, 1.7, 2.0, 2.3], sizes="1e3:3.16e5:6", seeds=2, tokens=4_000_000, boot=200),
     "quick": dict(zipfs=[1.2, 1.6, 2.0], sizes="1e3:1e5:5", seeds=1, tokens=1_000_000, boot=200),
-    "tiny": dict(zipfs=[1.2, 2.0], sizes="200,400,800", seeds=1, tokens=256, boot=20),
+    "tiny": dict(zipfs=[1.2, 2.0], sizes="200,400,800", seeds=1, tokens=256, boot=6),
 }
 FULL_MIN_TOKENS = 4_000_000
 
@@ -82,7 +82,9 @@ def main():
         z = np.array([p["zipf"] for p in per])
         al = np.array([p["fixed"].alpha for p in per])
         ci = np.array([p["fixed"].ci.get("alpha", (np.nan, np.nan)) for p in per])
-        a2.errorbar(z, al, yerr=[al - ci[:, 0], ci[:, 1] - al], fmt="o", color=P.color(0), capsize=4,
+        # A percentile interval need not contain the point estimate (few or skewed bootstrap
+        # refits): clip the bars at the point rather than pass matplotlib negative lengths.
+        a2.errorbar(z, al, yerr=np.clip([al - ci[:, 0], ci[:, 1] - al], 0, None), fmt="o", color=P.color(0), capsize=4,
                     label="measured, E fixed at floor (95% bootstrap)")
         a2.plot(z, [p["free"].alpha for p in per], "s", mfc="none", color=P.color(1),
                 label="measured, E free")
