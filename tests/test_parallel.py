@@ -18,7 +18,11 @@ N_DEV = 4
 
 def _env(n_devices: int = N_DEV, **extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KNOBSIM_DEVICES")}
-    env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={n_devices}", JAX_PLATFORMS="cpu",
+    # The suite's own XLA flags (conftest.py: fast compiles) plus the device count.
+    flags = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
+                     if not f.startswith("--xla_force_host_platform_device_count"))
+    env.update(XLA_FLAGS=f"{flags} --xla_force_host_platform_device_count={n_devices}".strip(),
+               JAX_PLATFORMS="cpu",
                KNOBSIM_PEAK_FLOPS="1e11", PYTHONUNBUFFERED="1", **extra)
     return env
 
