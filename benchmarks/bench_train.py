@@ -25,7 +25,7 @@ the matrix/vector features that decide the kernels (AMX, AVX-512 bf16, AVX-512, 
 With --dtype bf16 knobsim trains as `knobsim train --dtype bf16` does (float32 master
 weights cast to bf16 in the loss) and PyTorch runs its forward pass under
 torch.autocast("cpu", torch.bfloat16) (its mixed precision: weights and optimizer float32).
-Writes benchmarks/results/bench_train-<host>.json and prints a table. Runtime: about 5 to
+Writes benchmarks/results/bench_train-<host>-<cpu>.json (cpu: amd, intel, intel-amx, ...) and prints a table. Runtime: about 5 to
 10 minutes with PyTorch at the default sizes on a 2-core laptop.
 PyTorch is optional: `pip install -e '.[bench]'`.
 """
@@ -172,6 +172,14 @@ def torch_timer(cfg, steps: int, compile_: bool, dtype: str = "float32"):
     return timed
 
 
+def _cpu_tag(cpu: dict) -> str:
+    """A short name for the CPU kind, so results from different CPUs do not overwrite each
+    other under one host name: amd, intel, intel-amx, arm, ..."""
+    model = cpu["model"].lower()
+    vendor = next((v for v in ("amd", "intel", "arm", "apple") if v in model), "cpu")
+    return vendor + ("-amx" if "amx_bf16" in cpu["flags"] else "")
+
+
 def main():
     from knobsim.core import runtime
 
@@ -258,7 +266,8 @@ def main():
               f"{100 * r['mfu_with_attention']:>8.1f}% {f('torch_eager_tokens_per_s'):>12} "
               f"{f('torch_compile_tokens_per_s'):>14} {r['ratio_vs_best_torch']:>13.2f}")
     suffix = "" if dtype == "float32" else "-bf16"
-    out = Path(a.out or Path(__file__).parent / "results" / f"bench_train-{platform.node()}{suffix}.json")
+    name = f"bench_train-{platform.node()}-{_cpu_tag(cpu)}{suffix}.json"
+    out = Path(a.out or Path(__file__).parent / "results" / name)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": hardware.machine_id(), "cpu": cpu, "dtype": dtype,
                                "peak": peak, "repeats": a.repeats,
