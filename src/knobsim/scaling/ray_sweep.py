@@ -46,7 +46,7 @@ from knobsim.scaling.points import (
 from knobsim.scaling.progress import Reporter
 from knobsim.scaling.results import build_table, write_table
 from knobsim.scaling.sweep import (
-    SweepResult, _check_points, _grid_todo, _LRs, _main_todo, _resolve_tuning, _tuning_plan,
+    SweepResult, _check_points, _LRs, _main_todo, _resolve_tuning, _todo, _tuning_plan,
     _write_manifest,
 )
 
@@ -277,13 +277,8 @@ def run_sweep_ray(
 
 
 def _sweep(ray, remote, out, points, settings, plans, rep: Reporter, tune_only) -> SweepResult:
-    grid_runs, tune_todo = _grid_todo(out, plans, (0, 1), tune_only)
-    lr_for = _LRs(settings, _resolve_tuning(out, plans, settings, None if tune_todo else rep))
-    main_todo, n_main_done = _main_todo(out, [] if tune_only else points, settings, lr_for)
-    n_done = len(grid_runs) - len(tune_todo) + n_main_done
-    total = (sum(t.cfg.train.tokens for t in tune_todo)
-             + sum(_plan(p, settings, p.lr).train.tokens for p in main_todo))
-    rep.start(total, len(tune_todo) + len(main_todo), n_done)
+    todo = _todo(out, plans, (0, 1), tune_only, points, settings, rep)
+    tune_todo, main_todo, lr_for, n_done = todo.tune, todo.main, todo.lr_for, todo.done
     try:
         trained = _run_jobs(ray, remote, [_tune_job(out, t) for t in tune_todo], rep,
                             lambda: _resolve_tuning(out, plans, settings, None))

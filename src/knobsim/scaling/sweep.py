@@ -239,6 +239,29 @@ def _main_todo(out: Path, mine, settings: Settings, lr_for: _LRs) -> tuple[list[
     return todo, done
 
 
+@dataclasses.dataclass
+class _Todo:
+    """What a sweep call has left to train (shared by both backends)."""
+
+    tune: list  # TuneRun: the lr grid's unfinished runs
+    main: list  # Point: the unfinished main runs (those whose lr is known yet)
+    lr_for: _LRs
+    done: int  # runs found finished
+
+
+def _todo(out: Path, plans: dict, shard, tune_only: bool, mine, settings: Settings,
+          rep: Reporter) -> _Todo:
+    """The unfinished runs of this call; starts the progress bar over all of them."""
+    grid_runs, tune_todo = _grid_todo(out, plans, shard, tune_only)
+    lr_for = _LRs(settings, _resolve_tuning(out, plans, settings, None if tune_todo else rep))
+    main_todo, n_main_done = _main_todo(out, [] if tune_only else mine, settings, lr_for)
+    n_done = len(grid_runs) - len(tune_todo) + n_main_done
+    total = (sum(t.cfg.train.tokens for t in tune_todo)
+             + sum(_plan(p, settings, p.lr).train.tokens for p in main_todo))
+    rep.start(total, len(tune_todo) + len(main_todo), n_done)
+    return _Todo(tune_todo, main_todo, lr_for, n_done)
+
+
 def _train_tuning(out, tune_todo, plans, settings, rep, lang, lr_for: _LRs) -> int:
     for t in tune_todo:
         rep.group(f"tune N={format_count(t.cfg.model.n_params_total)} lr={t.cfg.optim.lr:.3g}")
@@ -310,20 +333,14 @@ def run_sweep(
              if settings.tune_lr else {})
     lang = build_language(settings.language)
     _write_manifest(out, settings, shard, tune_only, points)
-    grid_runs, tune_todo = _grid_todo(out, plans, shard, tune_only)
-    lr_for = _LRs(settings, _resolve_tuning(out, plans, settings, None if tune_todo else rep))
-    main_todo, n_main_done = _main_todo(out, [] if tune_only else mine, settings, lr_for)
-    n_done = len(grid_runs) - len(tune_todo) + n_main_done
-    total = (sum(t.cfg.train.tokens for t in tune_todo)
-             + sum(_plan(p, settings, p.lr).train.tokens for p in main_todo))
-    rep.start(total, len(tune_todo) + len(main_todo), n_done)
+    todo = _todo(out, plans, shard, tune_only, mine, settings, rep)
     try:
-        trained = _train_tuning(out, tune_todo, plans, settings, rep, lang, lr_for)
-        trained += _train_main(out, main_todo, settings, rep, lang, lr_for)
+        trained = _train_tuning(out, todo.tune, plans, settings, rep, lang, todo.lr_for)
+        trained += _train_main(out, todo.main, settings, rep, lang, todo.lr_for)
     finally:
         rep.stop()
     rows = build_table(out)
-    return SweepResult(write_table(out), trained, n_done, rows, dict(lr_for.tuned))
+    return SweepResult(write_table(out), trained, todo.done, rows, dict(todo.lr_for.tuned))
 
 
 def _train_group(cfgs, runs, rep: Reporter, lang, together: bool, after_each=None,
