@@ -16,6 +16,11 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
+# No huge-page re-exec in the suite's processes (knobsim.core.runtime): every CLI and
+# experiment subprocess would start Python twice (~0.5 s each) to speed up page faults
+# that models this small barely take. test_runtime tests the re-exec with it unset.
+os.environ.setdefault("KNOBSIM_HUGEPAGES", "0")
+
 # The suite's programs are tiny and run for a few steps: compiling them is most of its
 # time, and LLVM's optimisation passes most of that. At backend optimisation level 0 XLA
 # still runs all its HLO passes (fusion, layout, scheduling: the same programs), only the

@@ -15,7 +15,8 @@ PROBE = ("import os, sys, json; from knobsim.core import runtime; runtime.setup(
 
 
 def _probe(env_extra, *args):
-    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "JAX_COMPILATION_CACHE_DIR")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GLIBC_TUNABLES", "JAX_COMPILATION_CACHE_DIR", "KNOBSIM_HUGEPAGES")}
     env.update(env_extra)
     p = subprocess.Popen([sys.executable, "-c", PROBE, *args], env=env, stdout=subprocess.PIPE, text=True)
     out, _ = p.communicate(timeout=120)
