@@ -46,6 +46,7 @@ class Programs:
     step: Callable  # (state, tables, pool) -> (state, metrics): the same step, unscanned
     eval_loss: Callable  # (params, eval_tokens) -> loss
     tx: optax.GradientTransformation
+    opt_init: Callable  # params -> the optimizer state: tx.init as one program, not an op per leaf
     chunk_many: Callable  # chunk vmapped over a leading seed axis of the state
     eval_many: Callable  # eval_loss vmapped over a leading seed axis of params
     # Watched runs only: (state, ref, tables, pool, n_active, K) -> (state, metrics[K])
@@ -205,6 +206,7 @@ def build_programs(cfg: RunConfig, n_words: int, watch: knobs.WatchConfig | None
         step=jax.jit(train_step),
         eval_loss=jax.jit(eval_loss),
         tx=tx,
+        opt_init=jax.jit(tx.init),
         chunk_many=jax.jit(jax.vmap(chunk, in_axes=(0, None, None, None)), static_argnums=3,
                            donate_argnums=0),
         eval_many=jax.jit(jax.vmap(eval_loss, in_axes=(0, None))),
@@ -240,7 +242,7 @@ def programs_for(cfg: RunConfig, n_words: int, watch: knobs.WatchConfig | None =
 def init_state(cfg: RunConfig, progs: Programs, seed: int | None = None) -> TrainState:
     keys = seed_keys(cfg.train.seed if seed is None else seed)
     params = progs.init(keys["init"])
-    state = TrainState(jnp.zeros((), jnp.int32), params, progs.tx.init(params), keys["data"])
+    state = TrainState(jnp.zeros((), jnp.int32), params, progs.opt_init(params), keys["data"])
     return parallel.place_replicated(state, progs.mesh)  # [parallel] no-op on one device
 
 
@@ -263,6 +265,13 @@ def _eval_sampler(batch: int, seq: int, n_words: int):
 
 
 _sample_pool = jax.jit(sample_batch, static_argnums=(2, 3, 4))
+
+
+@jax.jit
+def stack_states(states: list[TrainState]) -> TrainState:
+    """Seeds' states stacked on a leading axis, as one program (per leaf, eagerly, each
+    shape compiled its own stack op)."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
 
 
 def data_pool(cfg: RunConfig, tables: Tables, n_words: int, seed: int | None = None):

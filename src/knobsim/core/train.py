@@ -26,7 +26,8 @@ from knobsim.core import hardware, parallel
 from knobsim.core import hooks as H
 from knobsim.core.hooks import STOP, Stopped  # noqa: F401  (the CLI's signal handler sets STOP)
 from knobsim.core.plan import flops_per_token
-from knobsim.core.programs import Programs, data_pool, eval_tokens, init_state, programs_for
+from knobsim.core.programs import (Programs, data_pool, eval_tokens, init_state, programs_for,
+                                   stack_states)
 from knobsim.core.state import TrainState, seed_keys, unflat_params
 from knobsim.data.language import VOCAB, Language, build_language
 from knobsim.data.sampler import device_tables, words_needed
@@ -122,7 +123,7 @@ class Session:
         progs = programs_for(cfg, n_words, watch=watch)
         if init_params is not None:
             params0 = unflat_params(cfg, init_params)
-            states = [TrainState(jnp.zeros((), jnp.int32), params0, progs.tx.init(params0),
+            states = [TrainState(jnp.zeros((), jnp.int32), params0, progs.opt_init(params0),
                                  seed_keys(seeds[0])["data"])]
         else:
             states = [init_state(cfg, progs, seed=sd) for sd in seeds]
@@ -130,7 +131,7 @@ class Session:
         if vmapped:
             if cfg.train.pool_tokens and len(seeds) > 1:
                 raise KnobsimError("finite-data pools are per seed; train seeds one by one with a pool")
-            state = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+            state = stack_states(states)
         else:
             (state,) = states
         pool = pools[0]
@@ -328,6 +329,10 @@ def _train(cfg, seeds, runs, on_chunk, lang, vmapped, watch=None, tensorboard=Fa
     return summaries
 
 
+def _unstack(tree, n: int) -> list:
+    return [jax.tree.map(lambda x: x[i], tree) for i in range(n)]
+
+
 def _summaries(s: Session, runs, prog: _Progress, first_eval, tokens_per_s, wall, reference, last_watch):
     """One summary per seed; each run directory gets its final weights and summary.json."""
     cfg, tc, lang = s.cfg, s.cfg.train, s.lang
@@ -338,6 +343,10 @@ def _summaries(s: Session, runs, prog: _Progress, first_eval, tokens_per_s, wall
     f6n, fattn = flops_per_token(cfg)
     floor = lang.entropy_rate
     summaries = []
+    # One copy to the host, sliced there (an op per leaf and seed on the device compiled a
+    # slice per shape).
+    host_params = (_unstack(jax.device_get(s.state.params), len(s.seeds))
+                   if s.vmapped and any(r is not None for r in runs) else None)
     for i, (sd, run) in enumerate(zip(s.seeds, runs)):
         final = float(prog.last_eval[i])
         summary = {
@@ -375,7 +384,7 @@ def _summaries(s: Session, runs, prog: _Progress, first_eval, tokens_per_s, wall
         if run is not None:
             from knobsim.core.state import flat_params
 
-            params_i = jax.tree.map(lambda x: x[i], s.state.params) if s.vmapped else s.state.params
+            params_i = host_params[i] if s.vmapped else s.state.params
             run.save_params(flat_params(params_i))
             run.write_summary(summary)
         summaries.append(summary)
