@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 import numpy as np
-from scipy.optimize import minimize
 
 from knobsim.errors import KnobsimError
 
@@ -110,6 +109,8 @@ def _one_blas_thread():
 
 
 def _minimise(theta0, args, options, scale=1.0):
+    from scipy.optimize import minimize  # imported here: `knobsim train` needs no scipy (0.6 s)
+
     def fg(t):
         f, g = _objective(t, *args)
         return f * scale, g * scale
