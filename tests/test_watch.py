@@ -211,9 +211,10 @@ def test_live_view_renders_drift_bars_and_dials(runs):
 
 @pytest.mark.slow
 def test_train_cli_watches_by_default_and_no_watch_turns_it_off(tmp_path, cli):
-    # The fixture's TINY config: its programs are in the session's compilation cache.
+    # The fixture's TINY config: in this process its programs are built already. `knobsim
+    # watch` below is the real subprocess (test_cli runs `knobsim train` as one).
     common = ["--params", "2000", "--steps", "20", "--batch", "4", "--seq", "16", "--chunk", "5"]
-    r = knobsim("train", *common, "--out", str(tmp_path / "w"), "--watch")
+    r = cli("train", *common, "--out", str(tmp_path / "w"), "--watch")
     assert r.returncode == 0, r.stderr
     assert "relative drift" in r.stdout and "knobs moved" in r.stdout
     assert (tmp_path / "w" / "watch" / "index.json").exists()
