@@ -4,7 +4,7 @@ tested is that the script, its sweep, its fits and its figures fit together.
 
 This file: scaling_params, the two scripts that reuse its sweep (learning_curves,
 explosion), and zipf_exponent, whose tiny runs have scaling_params' shapes and step counts
-(after it, its programs come from the session's compilation cache). isoflop and
+(after it, its programs are already compiled in this process). isoflop and
 data_scaling are in test_experiments_isoflop_data.py, so that the two xdist workers share
 the load; tiny_experiments.py holds the common check."""
 
@@ -24,8 +24,8 @@ def outdir(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["scaling_params", "learning_curves", "explosion", "zipf_exponent"])
-def test_experiment_runs_tiny_and_writes_figures_and_summary(name, outdir):
-    check_experiment_runs_tiny(name, outdir)
+def test_experiment_runs_tiny_and_writes_figures_and_summary(name, outdir, monkeypatch):
+    check_experiment_runs_tiny(name, outdir, monkeypatch)
 
 
 def test_every_experiment_documents_quick_and_full():

@@ -8,5 +8,5 @@ from tiny_experiments import check_experiment_runs_tiny
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["isoflop", "data_scaling"])
-def test_experiment_runs_tiny_and_writes_figures_and_summary(name, tmp_path):
-    check_experiment_runs_tiny(name, tmp_path)
+def test_experiment_runs_tiny_and_writes_figures_and_summary(name, tmp_path, monkeypatch):
+    check_experiment_runs_tiny(name, tmp_path, monkeypatch)

@@ -98,14 +98,10 @@ def test_finetune_cli(pretrained, tmp_path):
 
 
 @pytest.mark.slow
-def test_finetune_plasticity_experiment_runs_tiny(tmp_path):
-    from pathlib import Path
+def test_finetune_plasticity_experiment_runs_tiny(tmp_path, monkeypatch):
+    from tiny_experiments import run_experiment_tiny
 
-    root = Path(__file__).resolve().parents[1]
-    r = subprocess.run([sys.executable, str(root / "experiments" / "finetune_plasticity.py"), "--tiny", "-q",
-                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=900, cwd=root,
-                       env={**ENV, "MPLBACKEND": "Agg"})
-    assert r.returncode == 0, r.stderr[-3000:]
+    run_experiment_tiny("finetune_plasticity", tmp_path, monkeypatch)
     s = json.loads((tmp_path / "summary.json").read_text())
     assert s["mode"] == "tiny" and "forgetting_nats" in s["shifts"]["new lexicon"]
     assert (tmp_path / "finetune_plasticity.png").stat().st_size > 10_000

@@ -157,18 +157,12 @@ def test_mup_scales_hidden_matrix_updates_by_base_over_width():
 
 
 @pytest.mark.slow
-def test_knob_drift_experiment_runs_tiny(tmp_path):
+def test_knob_drift_experiment_runs_tiny(tmp_path, monkeypatch):
     import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
-    r = subprocess.run([sys.executable, str(root / "experiments" / "knob_drift.py"), "--tiny", "-q",
-                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=900, cwd=root,
-                       env={**os.environ, "KNOBSIM_PEAK_FLOPS": "1e11", "MPLBACKEND": "Agg"})
-    assert r.returncode == 0, r.stderr[-3000:]
+    from tiny_experiments import run_experiment_tiny
+
+    run_experiment_tiny("knob_drift", tmp_path, monkeypatch)
     s = json.loads((tmp_path / "summary.json").read_text())
     assert s["mode"] == "tiny" and set(s["slopes"]) == {"SP", "muP"}
     assert all((tmp_path / f).stat().st_size > 10_000 for f in s["figures"])

@@ -3,13 +3,14 @@ mode, and what its summary.json must hold. The experiments are split over severa
 files only so that `pytest -n 2 --dist loadfile` can run them on both workers."""
 
 import json
-import os
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot
+
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "KNOBSIM_PEAK_FLOPS": "1e11", "MPLBACKEND": "Agg"}
 
 EXPERIMENTS = {
     "scaling_params": ("scaling_params.png", ("alpha", "alpha_ci", "r2", "E_fit", "entropy_floor",
@@ -22,13 +23,28 @@ EXPERIMENTS = {
 }
 
 
-def check_experiment_runs_tiny(name, outdir):
+def run_experiment_tiny(name, out, monkeypatch):
+    """`python experiments/<name>.py --tiny -q --out OUT`, run as __main__ in this process.
+
+    In-process rather than a subprocess: a Python + JAX + matplotlib start is 3-4 s per
+    script, and programs another test already compiled here are reused. The script's own
+    path (argv, argparse, its `if __name__ == "__main__"`) is what runs; an exception fails
+    the test with its traceback."""
+    script = ROOT / "experiments" / f"{name}.py"
+    monkeypatch.syspath_prepend(str(script.parent))  # as `python script.py` puts it first
+    monkeypatch.setattr(sys, "argv", [str(script), "--tiny", "-q", "--out", str(out)])
+    monkeypatch.chdir(ROOT)
+    matplotlib.use("Agg")
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    finally:
+        matplotlib.pyplot.close("all")
+
+
+def check_experiment_runs_tiny(name, outdir, monkeypatch):
     """Run experiments/<name>.py --tiny into outdir/<name>-tiny; check its PNG and summary."""
     out = outdir / f"{name}-tiny"  # the default names: learning_curves finds scaling_params-tiny
-    r = subprocess.run([sys.executable, str(ROOT / "experiments" / f"{name}.py"), "--tiny", "-q",
-                        "--out", str(out)], capture_output=True, text=True, env=ENV, timeout=900,
-                       cwd=ROOT)
-    assert r.returncode == 0, r.stderr[-3000:]
+    run_experiment_tiny(name, out, monkeypatch)
     png, keys = EXPERIMENTS[name]
     assert (out / png).stat().st_size > 10_000
     s = json.loads((out / "summary.json").read_text())
