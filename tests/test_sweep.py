@@ -236,12 +236,22 @@ def knobsim(*args, cwd=None):
     (["--params", "10"], "below the smallest transformer"),
     (["--params", "1e3", "--lr", "1e-3", "--tune-lr"], "not both"),
 ])
-def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, needle):
-    r = knobsim("sweep", *args, "--out", str(tmp_path / "s"))
+def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, needle, cli):
+    # In-process through knobsim.cli.main (conftest's `cli`): an escaped exception would
+    # fail the test; the real-process case is the next test.
+    r = cli("sweep", *args, "--out", str(tmp_path / "s"))
     assert r.returncode == 2, r.stderr
     assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "s").exists()  # nothing half-written
+
+
+def test_cli_bad_input_in_a_real_process_is_one_line_exit_2(tmp_path):
+    r = knobsim("sweep", "--params", "1e6:1e3:4", "--out", str(tmp_path / "s"))
+    assert r.returncode == 2, r.stderr
+    assert "below the low end" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "s").exists()
 
 
 @pytest.mark.slow
