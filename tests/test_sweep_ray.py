@@ -22,6 +22,10 @@ from knobsim.scaling import sweep as S  # noqa: E402
 TINY = dict(arch="linear", tokens=128, batch=2, seq=8)
 SETTINGS = S.Settings(arch="linear", batch=2, seq=8, vmap="never", check_memory=False)
 
+# Ray starts its processes with subprocess (fork, then exec at once), which trips JAX's
+# at-fork warning about forking a multithreaded process; an exec'd child runs no JAX code.
+pytestmark = pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
+
 
 def _points(budgets=(100, 200), seeds=2):
     return S.sweep_points(list(budgets), seeds, **TINY)
