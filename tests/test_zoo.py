@@ -245,6 +245,10 @@ def test_throughput_uses_measured_peak_and_labelled_assumption(monkeypatch):
     (Z.fmt_duration, 3.2 * 365.25 * 86400, "3.2 years"),
     (Z.fmt_duration, 1951 * 365.25 * 86400, "1,950 years"),
     (Z.fmt_duration, 6.2e6 * 365.25 * 86400, "6.2 million years"),
+    (lambda s: Z.fmt_duration(s, short=True), 6.2e6 * 365.25 * 86400, "6.2M years"),
+    (lambda s: Z.fmt_duration(s, short=True), 1951 * 365.25 * 86400, "1,950 years"),
+    (Z.fmt_mfu, 0.4, "40%"), (Z.fmt_mfu, 0.132617, "13%"), (Z.fmt_mfu, 0.0741, "7.4%"),
+    (Z.fmt_mfu, 0.00523, "0.52%"), (Z.fmt_mfu, 0.0996, "10%"),
     (Z.fmt_relative, 0.0636, "+6.4%"), (Z.fmt_relative, -0.0001, "-0.01%"),
 ])
 def test_human_units(fn, x, text):
@@ -279,11 +283,93 @@ def test_zoo_table_shows_every_row(capsys):
         assert f"{EXPECTED[m.key][0]:,}" in out
     for r in Z.REPORTED:
         assert r.name in out
-    assert "assumed, not measured" in out  # the MFU is labelled an assumption
+    assert "assumed, not measured" in " ".join(out.split())  # the MFU is labelled so
     assert "reported estimate" in out and "not comparable 1:1" in out
     assert "knobsim train --arch linear --params 200" in out
     assert "knobsim train --arch mlp --params 2e5" in out
-    assert max(len(line) for line in out.splitlines()) <= 160
+
+
+def _assert_fits_80_columns(out: str) -> None:
+    lines = out.splitlines()
+    too_wide = [line for line in lines if len(line) > 80]
+    assert not too_wide, f"{len(too_wide)} lines over 80 columns: {too_wide[0]!r}"
+    assert "…" not in out  # rich's mark of a cut cell
+
+
+@pytest.mark.parametrize("columns", ["80", "200"])
+def test_zoo_table_fits_80_columns_piped_and_cuts_nothing(capsys, monkeypatch, columns):
+    # Piped (capsys is not a terminal) the output is 80 wide, whatever COLUMNS says, and
+    # every name and number is whole: on one line, not cut with "…" or folded.
+    monkeypatch.setenv("COLUMNS", columns)
+    code, out, err = run_cli(capsys, "zoo")
+    assert code == 0, err
+    _assert_fits_80_columns(out)
+    lines = out.splitlines()
+    for m in Z.MODELS:
+        assert any(m.name in line and f"{EXPECTED[m.key][0]:,}" in line for line in lines), m.key
+        assert any(m.name in line and Z.spec_summary(m.spec) in line for line in lines), m.key
+    for r in Z.REPORTED:
+        assert any(r.name in line and r.figure in line for line in lines), r.key
+        if r.command:  # a command to copy is never broken across lines
+            assert any(r.command in line for line in lines), r.key
+
+
+@pytest.mark.parametrize("name", ["llama-3.1-405b", "gpt1", "gpt-4", "brain-synapses"])
+def test_zoo_one_model_fits_80_columns(capsys, name):
+    code, out, err = run_cli(capsys, "zoo", name)
+    assert code == 0, err
+    _assert_fits_80_columns(out)
+
+
+def test_count_fits_80_columns(capsys):
+    code, out, err = run_cli(capsys, "count", "--like", "llama-3.1-405b")
+    assert code == 0, err
+    _assert_fits_80_columns(out)
+    assert "405,853,388,800" in out
+
+
+# --------------------------------------------------------------------------------------
+# The MFU: what the help says is where the printed one comes from
+
+
+def test_help_says_where_the_mfu_comes_from(capsys):
+    code, out, _ = run_cli(capsys, "zoo", "--help")
+    assert code == 0
+    text = " ".join(out.split())  # click wraps the help
+    assert "knobsim train" in text and "mfu.json" in text and "~/.cache/knobsim" in text
+    assert f"{Z.ASSUMED_MFU:g} ({Z.ASSUMED_MFU:.0%}), an assumption" in text
+
+
+def test_zoo_prints_the_assumed_mfu_as_a_percentage_when_none_was_measured(capsys):
+    code, out, _ = run_cli(capsys, "zoo", "llama-3.1-8b")
+    assert code == 0
+    text = " ".join(out.split())
+    assert f"MFU {Z.ASSUMED_MFU:.0%} (assumed, not measured" in text
+    code, out, _ = run_cli(capsys, "zoo", "llama-3.1-8b", "--json")
+    assert json.loads(out)["this_machine"]["mfu"] == Z.ASSUMED_MFU
+
+
+def test_zoo_prints_the_measured_mfu_rounded_and_says_where_it_was_read(capsys):
+    from knobsim.core import hardware
+
+    hardware.record_mfu("transformer", 123_456, 0.132617, 1e4)  # into the test's own cache
+    for args in (["zoo", "llama-3.1-8b"], ["zoo"]):
+        code, out, _ = run_cli(capsys, *args)
+        assert code == 0
+        text = " ".join(out.split())
+        assert "MFU 13% (measured by `knobsim train` on a 123,456-knob transformer" in text
+        assert "/cache/mfu.json" in "".join(out.split())  # a long path may be folded
+        assert "0.132617" not in text
+    code, out, _ = run_cli(capsys, "zoo", "llama-3.1-8b", "--mfu", "0.25")
+    assert "MFU 25% (given with --mfu)" in " ".join(out.split())
+    code, out, _ = run_cli(capsys, "zoo", "llama-3.1-8b", "--json")
+    assert json.loads(out)["this_machine"]["mfu"] == 0.132617  # JSON keeps every digit
+
+
+def test_rows_quoting_the_explainer_name_it():
+    for r in Z.REPORTED:
+        if "explainer" in r.source.lower():
+            assert "Understanding Parameters and Weights in LLMs" in r.source, r.key
 
 
 def test_zoo_one_model_json(capsys):

@@ -1,7 +1,7 @@
 """`knobsim zoo` and `knobsim count`: published models and your own designs, counted exactly.
 
 Thin: options are parsed and checked here, all numbers come from :mod:`knobsim.zoo`; this
-module only lays them out as rich tables or JSON.
+module only lays them out as rich tables or JSON. Every table fits 80 columns.
 """
 
 from __future__ import annotations
@@ -22,16 +22,33 @@ from knobsim.errors import KnobsimError
 POSITIVE = click.IntRange(min=1)
 MFU_OPTION = click.option(
     "--mfu", type=click.FloatRange(0, 1, min_open=True), default=None, metavar="FRACTION",
-    help=f"fraction of the measured peak a training step sustains, for the time columns "
-    f"[default: {Z.ASSUMED_MFU}, an assumption]",
+    help="fraction of this machine's measured fp32 matmul peak that a training step "
+    "sustains (MFU), for the training times. [default: the MFU `knobsim train` measured "
+    "for the largest transformer it has trained on this machine, kept in "
+    "$KNOBSIM_CACHE/mfu.json (default ~/.cache/knobsim/mfu.json); until one has been "
+    f"trained, {Z.ASSUMED_MFU:g} ({Z.fmt_mfu(Z.ASSUMED_MFU)}), an assumption]",
 )
+
+# Every table is laid out to fit this many columns: piped output, a notebook and an
+# 80-column terminal show all of it, with no name or number cut.
+WIDTH = 80
 
 
 def _console() -> Console:
-    # The tables are ~150 columns wide: use the terminal's width when there is one,
-    # and 160 when piped (rich would otherwise fold everything to 80).
-    width = shutil.get_terminal_size((160, 40)).columns if sys.stdout.isatty() else 160
-    return Console(width=width)
+    # A wider terminal lets prose lines run longer. A narrower one still gets 80: the
+    # terminal then wraps lines, which cuts nothing, where rich would cut cells with "…".
+    # Piped output is 80 wide whatever the terminal (rich would read the terminal's size).
+    cols = shutil.get_terminal_size((WIDTH, 24)).columns if sys.stdout.isatty() else WIDTH
+    return Console(width=max(WIDTH, cols))
+
+
+def _table(title: str, caption: str | None = None) -> Table:
+    # No outer edge, padding collapsed: columns are two spaces apart.
+    return Table(
+        title=title, caption=caption, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+        collapse_padding=True, title_justify="left", caption_justify="left",
+        title_style="bold", caption_style="dim",
+    )
 
 
 def _echo_json(obj) -> None:
@@ -57,120 +74,129 @@ def _marked(m: Z.Model, numbers: dict[str, int]) -> str:
     return f"{m.name} [{','.join(str(numbers[n]) for n in m.notes)}]"
 
 
-def _params_table(numbers: dict[str, int]) -> Table:
-    t = Table(
-        title="Published architectures: parameters counted exactly from the architecture, "
-        "and weight memory",
-        caption="✓ = equals the released checkpoint to the parameter (GPT-3's weights were "
-        "never released). vs pub. = exact / published - 1. Memory is weights only; AdamW "
-        "training in fp32 = 16 bytes/param (weights, gradients, 2 moments), activations "
-        "not included. 1 GB = 10^9 bytes.",
-        box=box.SIMPLE_HEAD, title_justify="left", caption_justify="left",
-        title_style="bold", caption_style="dim",
-    )
-    t.add_column("Model", no_wrap=True)
-    t.add_column("Year", justify="right")
-    t.add_column("Architecture", no_wrap=True, style="dim")
-    t.add_column("Published", justify="right")
-    t.add_column("Exact count", justify="right", no_wrap=True)
-    t.add_column("vs pub.", justify="right")
-    t.add_column("Embed.", justify="right")
-    t.add_column("Non-emb.", justify="right")
-    t.add_column("fp32", justify="right")
-    t.add_column("bf16", justify="right")
-    t.add_column("AdamW", justify="right")
+def _rows(t: Table, cells) -> Table:
+    """One row per model, from ``cells(model)``; a rule between families."""
     family = None
     for m in Z.MODELS:
         if family is not None and m.family != family:
             t.add_section()
         family = m.family
-        r = Z.model_report(m)
-        p, mem = r["params"], r["memory_bytes"]
+        t.add_row(*cells(m))
+    return t
+
+
+def _params_table(numbers: dict[str, int]) -> Table:
+    t = _table(
+        "Parameters, counted exactly from each architecture",
+        "✓ = equals the released checkpoint to the parameter (GPT-3's weights were never "
+        "released). vs pub. = exact / published - 1. Embed. = token and position "
+        "embeddings and an untied unembedding; Non-emb. = the rest. \\[n] = note n below.",
+    )
+    t.add_column("Model", no_wrap=True)
+    t.add_column("Published", justify="right")
+    t.add_column("Exact count", justify="right", no_wrap=True)
+    t.add_column("vs pub.", justify="right")
+    t.add_column("Embed.", justify="right")
+    t.add_column("Non-emb.", justify="right")
+
+    def cells(m: Z.Model):
+        p = Z.model_report(m)["params"]
         if m.official is None:
             exact = f"[bold]{p['total']:,}[/]  "
         elif m.official == p["total"]:
             exact = f"[bold]{p['total']:,}[/] [green]✓[/]"
         else:  # the tests forbid this; make it loud if the data ever drifts
             exact = f"[bold]{p['total']:,}[/] [red]✗ ckpt {m.official:,}[/]"
-        t.add_row(
-            _marked(m, numbers), str(m.year), Z.spec_summary(m.spec), m.published, exact,
-            Z.fmt_relative(r["published"]["relative_difference"]),
-            Z.fmt_count(p["embedding"]), Z.fmt_count(p["nonembedding"]),
-            Z.fmt_bytes(mem["fp32"]), Z.fmt_bytes(mem["bf16"]),
-            Z.fmt_bytes(mem["adamw_fp32_train"]),
-        )
-    return t
+        rel = p["total"] / m.published_params - 1
+        return (_marked(m, numbers), m.published, exact, Z.fmt_relative(rel),
+                Z.fmt_count(p["embedding"]), Z.fmt_count(p["nonembedding"]))
+
+    return _rows(t, cells)
+
+
+def _shape_table() -> Table:
+    t = _table(
+        "Architecture, and the memory its weights take",
+        "L layers, d width, h query heads (/kv key-value heads, x head width where it is "
+        "not d/h), ff MLP width (per branch when gated). Memory is weights only: bf16 = 2 "
+        "bytes/param (fp32 twice that); AdamW = training in fp32, 16 bytes/param (weights, "
+        "gradients, 2 moments), activations not included. 1 GB = 10^9 bytes.",
+    )
+    t.add_column("Model", no_wrap=True)
+    t.add_column("Year", justify="right")
+    t.add_column("Architecture", no_wrap=True, style="dim")
+    t.add_column("bf16", justify="right", no_wrap=True)
+    t.add_column("AdamW", justify="right", no_wrap=True)
+
+    def cells(m: Z.Model):
+        mem = Z.model_report(m)["memory_bytes"]
+        return (m.name, str(m.year), Z.spec_summary(m.spec), Z.fmt_bytes(mem["bf16"]),
+                Z.fmt_bytes(mem["adamw_fp32_train"]))
+
+    return _rows(t, cells)
 
 
 def _compute_table(tp: Z.Throughput) -> Table:
-    t = Table(
-        title="Training compute C = 6·N·D FLOP (N = total parameters), and how long this "
-        "machine would take",
-        caption=f"This machine: {Z.fmt_rate(tp.peak_flops)} measured fp32 matmul peak x MFU "
-        f"{tp.mfu:g} ({tp.mfu_source}) = {Z.fmt_rate(tp.flops)} sustained. "
-        "D = 20 N: compute-optimal tokens (Hoffmann et al. 2022).",
-        box=box.SIMPLE_HEAD, title_justify="left", caption_justify="left",
-        title_style="bold", caption_style="dim",
+    t = _table(
+        "Training compute C = 6·N·D FLOP, and how long this machine would take",
+        f"N = total parameters (first table). D pub. = published training tokens (- = not "
+        f"published); D = 20 N is compute-optimal (Hoffmann et al. 2022). {_machine_line(tp)}.",
     )
     t.add_column("Model", no_wrap=True)
-    t.add_column("N", justify="right")
-    t.add_column("D published", justify="right")
-    t.add_column("C = 6ND", justify="right")
-    t.add_column("Time here", justify="right")
-    t.add_column("D = 20 N", justify="right")
-    t.add_column("C = 6N·20N", justify="right")
-    t.add_column("Time here", justify="right")
-    family = None
-    for m in Z.MODELS:
-        if family is not None and m.family != family:
-            t.add_section()
-        family = m.family
-        r = Z.model_report(m, tp)
-        pub, chin = r["compute"]["published"], r["compute"]["chinchilla"]
-        t.add_row(
+    t.add_column("D pub.", justify="right", no_wrap=True)
+    t.add_column("C = 6ND", justify="right", no_wrap=True)
+    t.add_column("Time here", justify="right", no_wrap=True)
+    t.add_column("C, D = 20 N", justify="right", no_wrap=True)
+    t.add_column("Time here", justify="right", no_wrap=True)
+
+    def cells(m: Z.Model):
+        c = Z.model_report(m, tp)["compute"]
+        pub, chin = c["published"], c["chinchilla"]
+        return (
             m.name,
-            Z.fmt_count(r["params"]["total"]),
-            Z.fmt_tokens(pub["tokens"]) if pub else "[dim]not published[/]",
+            Z.fmt_tokens(pub["tokens"]) if pub else "-",
             Z.fmt_flop(pub["flop"]) if pub else "",
-            Z.fmt_duration(pub["seconds_here"]) if pub else "",
-            Z.fmt_tokens(chin["tokens"]),
+            Z.fmt_duration(pub["seconds_here"], short=True) if pub else "",
             Z.fmt_flop(chin["flop"]),
-            Z.fmt_duration(chin["seconds_here"]),
+            Z.fmt_duration(chin["seconds_here"], short=True),
         )
-    return t
+
+    return _rows(t, cells)
+
+
+def _machine_line(tp: Z.Throughput) -> str:
+    return (f"This machine: {Z.fmt_rate(tp.peak_flops)} measured fp32 matmul peak x MFU "
+            f"{Z.fmt_mfu(tp.mfu)} ({tp.mfu_source}) = {Z.fmt_rate(tp.flops)} sustained")
 
 
 def _reported_table() -> Table:
-    t = Table(
-        title="Not computed from an architecture: reported estimates, knobsim's small end, "
-        "and the brain",
-        box=box.SIMPLE_HEAD, title_justify="left", title_style="bold",
-    )
+    t = _table("Not computed from an architecture: reported estimates, knobsim's small end, "
+               "and the brain")
     t.add_column("Row", no_wrap=True)
     t.add_column("Figure", justify="right", no_wrap=True)
-    t.add_column("What it is", no_wrap=True)
-    t.add_column("Source, or how to train one here", ratio=1)
+    t.add_column("What it is, and its source")
     label = {
         "estimate": "[yellow]reported estimate[/]",
         "knobsim": "[cyan]knobsim family[/]",
-        "biology": "[magenta]reference, not comparable 1:1[/]",
+        "biology": "[magenta]biology: not comparable 1:1[/]",
     }
     kind = None
     for r in Z.REPORTED:
         if kind is not None and r.kind != kind:
             t.add_section()
         kind = r.kind
-        detail = f"{r.note}\nTry: [bold]{r.command}[/]" if r.command else f"{r.source} {r.note}"
-        t.add_row(r.name, f"{r.figure} {r.unit}", label[r.kind], detail.strip())
+        # A command on a line of its own, so that it is never broken across lines.
+        detail = f"{r.note} Try:\n[bold]{r.command}[/]" if r.command else f"{r.source} {r.note}"
+        t.add_row(r.name, f"{r.figure}\n[dim]{r.unit}[/]", f"{label[r.kind]}. {detail.strip()}")
     return t
 
 
 def _print_tables(tp: Z.Throughput) -> None:
     con = _console()
     numbers = _note_numbers()
-    con.print(_params_table(numbers))
-    con.print(_compute_table(tp))
-    con.print(_reported_table())
+    for table in (_params_table(numbers), _shape_table(), _compute_table(tp), _reported_table()):
+        con.print(table)
+        con.print()
     con.print("[bold]Notes[/]")
     for note, k in numbers.items():
         con.print(f" [{k}] {note}", highlight=False, markup=False)
@@ -249,9 +275,8 @@ def _print_cost(con: Console, r: dict) -> None:
         con.print(f"training on {Z.fmt_tokens(e['tokens'])} tokens ({label}): "
                   f"C = 6ND = {Z.fmt_flop(e['flop'])} FLOP{here}", highlight=False)
     if m:
-        con.print(f"this machine: {Z.fmt_rate(m['peak_flops'])} measured fp32 matmul peak x "
-                  f"MFU {m['mfu']:g} ({m['mfu_source']}) = {Z.fmt_rate(m['sustained_flops'])}",
-                  highlight=False)
+        tp = Z.Throughput(m["peak_flops"], m["mfu"], m["mfu_source"])
+        con.print(f"{_machine_line(tp)}.", highlight=False)
 
 
 @click.command()
@@ -264,7 +289,9 @@ def zoo(name: str | None, as_json: bool, mfu: float | None) -> None:
 
     GPT-1 to Llama 3.1 405B, each counted from its architecture and checked against its
     released weights; weight memory, AdamW training memory, training FLOP and the time
-    this machine would take.
+    this machine would take (its measured peak x an MFU: see --mfu). Below them, the
+    rows without an architecture: GPT-4 and frontier estimates, knobsim's small
+    models, and the brain's neurons and synapses (biology, not comparable one to one).
 
     NAME shows one row in full, e.g. gpt2-small, gpt3-175b, llama-3.1-8b, gemma-2b
     (case-insensitive; Hugging Face ids work too).

@@ -7,7 +7,7 @@ machine, ``make_spec``) and :mod:`knobsim.zoo.fmt` (how numbers are printed).
 
 from knobsim.zoo.catalog import KIND_LABELS, MODELS, REPORTED, Model, Reported, find, names
 from knobsim.zoo.fmt import (
-    fmt_bytes, fmt_count, fmt_duration, fmt_flop, fmt_rate, fmt_relative, fmt_tokens,
+    fmt_bytes, fmt_count, fmt_duration, fmt_flop, fmt_mfu, fmt_rate, fmt_relative, fmt_tokens,
 )
 from knobsim.zoo.report import (
     ASSUMED_MFU, BYTES_ADAMW_FP32, BYTES_BF16, BYTES_FP32, CHINCHILLA_TOKENS_PER_PARAM,
@@ -17,7 +17,7 @@ from knobsim.zoo.report import (
 
 __all__ = [
     "KIND_LABELS", "MODELS", "REPORTED", "Model", "Reported", "find", "names",
-    "fmt_bytes", "fmt_count", "fmt_duration", "fmt_flop", "fmt_rate", "fmt_relative",
+    "fmt_bytes", "fmt_count", "fmt_duration", "fmt_flop", "fmt_mfu", "fmt_rate", "fmt_relative",
     "fmt_tokens",
     "ASSUMED_MFU", "BYTES_ADAMW_FP32", "BYTES_BF16", "BYTES_FP32",
     "CHINCHILLA_TOKENS_PER_PARAM", "Throughput", "chinchilla_tokens", "count_report",

@@ -23,6 +23,16 @@ from knobsim.models.counting import DecoderSpec
 # --------------------------------------------------------------------------------------
 # The rows
 
+# The explainer knobsim grew from, which some rows quote: "Understanding Parameters and
+# Weights in LLMs", slide notes in two parts. The first has the table "Explosion of
+# Parameters in LLMs" (GPT-1 117M ... GPT-4 1.76T, frontier models ~10T estimated), an
+# "Open Source Models" table (Gemma 2B ... Llama 3.1 405B) and the small end (linear
+# models of 20-200 parameters, early deep networks of ~200,000); the second, "Human
+# Neurons vs AI Model Weights", the brain's ~86 billion neurons and ~100 trillion
+# synapses. It is not part of this repository and cites no sources of its own.
+EXPLAINER = ('"Understanding Parameters and Weights in LLMs" (the slide notes knobsim grew '
+             'from)')
+
 
 @dataclasses.dataclass(frozen=True)
 class Model:
@@ -314,13 +324,14 @@ REPORTED: tuple[Reported, ...] = (
     Reported(
         key="frontier", name="Frontier models (2024)", kind="estimate", figure="~10T",
         low=1e13, high=1e13, unit="parameters",
-        source="The explainer's own estimate; no lab has published an architecture or count.",
+        source=f"The estimate of {EXPLAINER}, table 'Explosion of Parameters in LLMs' "
+        "(it cites no source); no lab has published an architecture or count.",
         aliases=("frontier-models",),
     ),
     Reported(
         key="linear", name="Linear model", kind="knobsim", figure="20-200",
         low=20, high=200, unit="parameters",
-        source="The explainer: 'a simple linear regression model ... 20 to 200 parameters'.",
+        source=f"{EXPLAINER}: 'a simple linear regression model ... 20 to 200 parameters'.",
         note="knobsim's own `linear` family trains at this size.",
         command="knobsim train --arch linear --params 200",
         aliases=("linear-model",),
@@ -328,7 +339,7 @@ REPORTED: tuple[Reported, ...] = (
     Reported(
         key="early-dnn", name="Early deep network", kind="knobsim", figure="~200,000",
         low=2e5, high=2e5, unit="parameters",
-        source="The explainer: 'early deep neural networks had about 200,000 parameters'.",
+        source=f"{EXPLAINER}: 'early deep neural networks had about 200,000 parameters'.",
         note="knobsim's own `mlp` family trains at this size.",
         command="knobsim train --arch mlp --params 2e5",
         aliases=("dnn", "mlp"),

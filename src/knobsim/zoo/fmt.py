@@ -31,8 +31,12 @@ def fmt_flop(f: float) -> str:
 _YEAR = 365.25 * 24 * 3600
 
 
-def fmt_duration(s: float) -> str:
-    """45 s, 12 min, 3.4 h, 5.2 days, 3.2 years, 1,950 years, 4.5 million years."""
+def fmt_duration(s: float, short: bool = False) -> str:
+    """45 s, 12 min, 3.4 h, 5.2 days, 3.2 years, 1,950 years, 4.5 million years.
+
+    ``short`` (for narrow table columns) writes millions and billions of years as
+    4.5M years and 1.2B years.
+    """
     if s < 60:
         return f"{s:.0f} s"
     if s < 3600:
@@ -47,9 +51,9 @@ def fmt_duration(s: float) -> str:
     y3 = round(y, 3 - len(str(int(y))))  # three significant digits: 1,950 / 51,000 years
     if y3 < 1e6:
         return f"{y3:,.0f} years"
-    for word, scale in (("billion", 1e9), ("million", 1e6)):
+    for word, abbr, scale in (("billion", "B", 1e9), ("million", "M", 1e6)):
         if y >= scale:
-            return f"{y / scale:.1f} {word} years"
+            return f"{y / scale:.1f}{abbr} years" if short else f"{y / scale:.1f} {word} years"
     raise AssertionError("unreachable")
 
 
@@ -70,6 +74,12 @@ def fmt_rate(flops: float) -> str:
         if flops >= scale:
             return f"{flops / scale:.3g} {unit}"
     return f"{flops:.3g} FLOP/s"
+
+
+def fmt_mfu(mfu: float) -> str:
+    """A fraction of peak as a percentage, two significant digits: 40%, 13%, 7.4%, 0.52%."""
+    pct = 100 * mfu
+    return f"{pct:.0f}%" if pct >= 9.95 else f"{pct:.2g}%"
 
 
 def fmt_relative(x: float) -> str:

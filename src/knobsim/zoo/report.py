@@ -14,6 +14,7 @@ Conventions:
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from knobsim.errors import KnobsimError
 from knobsim.models.counting import DecoderSpec, count_decoder
@@ -32,7 +33,7 @@ CHINCHILLA_TOKENS_PER_PARAM = 20
 
 # ASSUMPTION, not a measurement: the fraction of this machine's measured matmul peak a
 # whole training step would sustain. Large GPU runs report 0.38-0.43 (Llama 3 Herd paper,
-# Table 4); knobsim has no measured MFU yet, so 0.4 stands in. Swap it in `throughput`.
+# Table 4). It stands in only until `knobsim train` has measured an MFU here (`throughput`).
 ASSUMED_MFU = 0.4
 
 
@@ -112,20 +113,28 @@ class Throughput:
 
 
 def throughput(mfu: float | None = None) -> Throughput:
-    """This machine's measured peak times an MFU: the one place to swap in a measured MFU.
+    """This machine's measured peak times an MFU, and where that MFU comes from.
 
-    ``mfu`` overrides the assumption (``knobsim zoo --mfu``).
+    In order: ``mfu`` if given (``knobsim zoo --mfu``); else the MFU `knobsim train`
+    measured for the largest transformer it has trained on this machine, kept in
+    ``$KNOBSIM_CACHE/mfu.json`` (knobsim.core.hardware.record_mfu); else ASSUMED_MFU.
     """
     from knobsim.core import hardware  # measures once per machine (about a second), then cached
 
     if mfu is not None:
         return Throughput(hardware.peak_flops(), mfu, "given with --mfu")
-    seen = hardware.measured_mfu()  # recorded by `knobsim train` runs on this machine
+    seen = hardware.measured_mfu()
     if seen is not None:
+        path = str(hardware.cache_dir() / "mfu.json")
+        home = str(Path.home())
+        if path.startswith(home + "/"):
+            path = "~" + path[len(home):]
         return Throughput(hardware.peak_flops(), seen["mfu"],
-                          f"measured: knobsim's MFU training {seen['n_params']:,} knobs here")
+                          f"measured by `knobsim train` on a {seen['n_params']:,}-knob "
+                          f"transformer here, read from {path}; --mfu overrides it")
     return Throughput(hardware.peak_flops(), ASSUMED_MFU,
-                      "assumed, not measured: train a model here to measure it")
+                      "assumed, not measured: `knobsim train` a transformer here to "
+                      "measure it, or give --mfu")
 
 
 def seconds_to_train(flop: float, tp: Throughput) -> float:
