@@ -9,7 +9,10 @@
                       docs/watching.md)
 
 Files that are replaced are written to a temporary name and renamed, so a reader never
-sees half a file; metrics are appended as whole lines and readers skip a torn last line.
+sees half a file. Metrics are appended as whole lines, so only the last line can be torn (by
+a kill mid-write): the reader skips it and says so on stderr. A bad line anywhere else is
+corruption, not a kill, and is an error naming the file and the line (exit code 2); the
+reader never cuts the data short in silence.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -139,10 +143,9 @@ class RunDir:
         """Keep the metrics of steps <= ``step`` (a resume from the checkpoint of ``step``
         replays the rest); the file is rewritten atomically. Returns the kept rows."""
         self.close()
-        try:
-            rows = [r for r in read_metrics(self.path) if r.get("step", 0) <= step]
-        except FileNotFoundError:
-            raise KnobsimError(f"{self.path} has no metrics.jsonl: it is not a knobsim run") from None
+        if not (self.path / "metrics.jsonl").is_file():
+            raise KnobsimError(f"{self.path} has no metrics.jsonl: it is not a knobsim run")
+        rows = [r for r in read_metrics(self.path) if r.get("step", 0) <= step]
         if not rows or rows[0].get("step") != 0 or "eval_loss" not in rows[0]:
             raise KnobsimError(f"{self.path}/metrics.jsonl is corrupt (no initial evaluation); start the run again")
         tmp = self.path / f".metrics.jsonl.tmp{os.getpid()}"
@@ -159,19 +162,58 @@ class RunDir:
             self._metrics = None
 
 
-# -- readers (tolerant of a torn last line) --------------------------------------------
+# -- readers ---------------------------------------------------------------------------
 
 
-def read_metrics(run: Path) -> list[dict]:
+def warn(message: str) -> None:
+    """One line on stderr: something a reader worked around, which the user should know."""
+    print(f"knobsim: warning: {message}", file=sys.stderr, flush=True)
+
+
+def read_jsonl(path: Path, what: str = "object per line", on_warning=warn) -> list[dict]:
+    """The JSON objects of a JSON Lines file that is only ever appended whole lines.
+
+    Only the last line can be torn (a kill mid-write): it is skipped, with a warning. A bad
+    line before the last one is corruption, and an error naming the file and the line: a
+    reader that stopped there would hide every row after it. Blank lines are ignored. A
+    missing or empty file gives [] with a warning (``on_warning=None`` to stay quiet)."""
+    path = Path(path)
+    say = on_warning or (lambda _msg: None)
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().split("\n")
+    except FileNotFoundError:
+        say(f"{path} does not exist: no {what} to read")
+        return []
+    except (OSError, UnicodeDecodeError) as e:
+        raise KnobsimError(f"cannot read {path} ({e}); check the file, or re-run") from None
+    numbered = [(i + 1, line) for i, line in enumerate(lines) if line.strip()]
+    if not numbered:
+        say(f"{path} is empty: no {what} to read")
+        return []
     rows = []
-    path = Path(run) / "metrics.jsonl"
-    with open(path) as f:
-        for line in f:
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a kill mid-write leaves at most one partial last line
+    for k, (lineno, line) in enumerate(numbered):
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise ValueError(f"a JSON {type(row).__name__}, not an object")
+        except ValueError as e:  # json.JSONDecodeError is a ValueError
+            why = (f"{e.msg}, column {e.colno}" if isinstance(e, json.JSONDecodeError) else str(e))
+            if k == len(numbered) - 1:
+                say(f"{path} line {lineno} is torn (a kill mid-write?): skipped it, "
+                    f"kept the {len(rows):,} lines before it")
+                break
+            raise KnobsimError(
+                f"{path} line {lineno} is corrupt ({why}) and {len(numbered) - k - 1:,} lines "
+                "follow it, so it is not a torn last line; fix or delete that line, or re-run"
+            ) from None
+        rows.append(row)
     return rows
+
+
+def read_metrics(run: Path, on_warning=warn) -> list[dict]:
+    """RUN/metrics.jsonl as a list of rows (see :func:`read_jsonl` for what is tolerated)."""
+    return read_jsonl(Path(run) / "metrics.jsonl", "logged metrics", on_warning)
 
 
 def read_json(path: Path) -> dict:
