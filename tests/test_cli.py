@@ -96,13 +96,39 @@ def test_existing_out_is_refused_and_kept(tmp_path, cli):
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
 
-def test_dry_run_json_reports_shape_counts_and_memory(cli):
+def _machine_with(monkeypatch, gib: float):
+    import knobsim.core.plan
+
+    monkeypatch.setattr(knobsim.core.plan, "_available_memory", lambda: int(gib * 2**30))
+
+
+def test_dry_run_json_reports_shape_counts_and_memory(cli, monkeypatch):
+    _machine_with(monkeypatch, 4096)
     r = cli("train", "--params", "1e9", "--dry-run", "--json")
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert abs(d["n_params_total"] - 1e9) / 1e9 < 0.1
     assert d["n_params_nonembedding"] < d["n_params_total"]
     assert d["shape"]["n_layer"] >= 1 and d["memory_bytes"] > 16e9
+    assert d["memory_available_bytes"] == 4096 * 2**30 and d["refused"] is None
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_dry_run_refuses_what_the_real_run_refuses(cli, monkeypatch, tmp_path, as_json):
+    # A machine too small for 1e9 knobs: the real run refuses with exit 2, and so must the
+    # dry run, after showing the plan (and the memory the machine has).
+    _machine_with(monkeypatch, 8)
+    real = cli("train", "--params", "1e9", cwd=tmp_path)
+    assert real.returncode == 2 and "GiB" in real.stderr
+    r = cli("train", "--params", "1e9", "--dry-run", *(["--json"] if as_json else []))
+    assert r.returncode == real.returncode
+    (line,) = r.stderr.strip().splitlines()
+    assert "would be refused" in line and real.stderr.strip().split("error: ")[1] in line
+    if as_json:
+        assert json.loads(r.stdout)["refused"] in line
+    else:
+        assert "this machine has 8.0 GiB available" in r.stdout and "non-embedding" in r.stdout
+    assert not (tmp_path / "runs").exists()
 
 
 def test_dry_run_prints_the_breakdown(cli):

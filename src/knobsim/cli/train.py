@@ -21,7 +21,7 @@ from knobsim.cli.options import (
 )
 
 
-def print_plan(console, cfg, count, lang, memory: int) -> None:
+def print_plan(console, cfg, count, lang, memory: int, available: int | None = None) -> None:
     from rich.table import Table
 
     from knobsim.models import sizing
@@ -49,7 +49,9 @@ def print_plan(console, cfg, count, lang, memory: int) -> None:
         f"x batch {t.batch} x seq {t.seq}; lr {cfg.optim.lr:g} (warmup {cfg.optim.warmup_steps}, cosine); "
         f"seed {t.seed}"
     )
-    console.print(f"  memory to train ~{memory / 2**20:,.1f} MiB (estimate)")
+    have = f"; this machine has {available / 2**30:,.1f} GiB available" if available else ""
+    amount = f"{memory / 2**30:,.1f} GiB" if memory >= 2**30 else f"{memory / 2**20:,.1f} MiB"
+    console.print(f"  memory to train ~{amount} (estimate{have})")
     import jax
 
     devs = jax.devices()
@@ -154,28 +156,42 @@ def train(budget, arch, tokens, steps, batch, seq, lr, seed, dtype, out, chunk, 
     from knobsim.models import sizing
     from knobsim.core.plan import plan_run
 
+    from knobsim.core.plan import _available_memory
+
     watch, live, tensorboard = watch_from(lang_kw)
     language = language_from(lang_kw)
     lang = build_language(language)
-    cfg = plan_run(params=budget, arch=arch, tokens=tokens, steps=steps, batch=batch, seq=seq,
-                   lr=lr, seed=seed, language=language, check_memory=not dry_run, chunk=chunk,
-                   ckpt_every=ckpt_every, keep=keep, dtype=dtype)
+    plan_kw = dict(params=budget, arch=arch, tokens=tokens, steps=steps, batch=batch, seq=seq,
+                   lr=lr, seed=seed, language=language, chunk=chunk, ckpt_every=ckpt_every,
+                   keep=keep, dtype=dtype)
+    cfg = plan_run(**plan_kw, check_memory=not dry_run)
     count = sizing.count_params(arch, cfg.model.shape)
     memory = sizing.memory_bytes(arch, cfg.model.shape, count.total, batch, seq)
-    if not dry_run:  # before the run directory is made
-        parallel.check_batch(batch, parallel.data_mesh())
     if dry_run:
+        # The dry run shows the plan, then applies the very checks the real run would
+        # (memory, the batch over the devices) and refuses as it would: exit code 2.
+        refusal = None
+        try:
+            plan_run(**plan_kw, check_memory=True)
+            parallel.check_batch(batch, parallel.data_mesh())
+        except KnobsimError as e:
+            refusal = str(e)
+        available = _available_memory()
         if as_json:
             click.echo(json.dumps({
                 "arch": arch, "budget": budget,
                 "n_params_total": count.total, "n_params_nonembedding": count.nonembedding,
                 "n_params_embedding": count.embedding, "by_component": count.by_component,
-                "shape": cfg.model.shape, "memory_bytes": memory,
+                "shape": cfg.model.shape, "memory_bytes": memory, "memory_available_bytes": available,
                 "tokens": cfg.train.tokens, "steps": cfg.train.steps, "lr": cfg.optim.lr, "dtype": cfg.dtype,
+                "refused": refusal,
             }))
         else:
-            print_plan(_err_console(), cfg, count, lang, memory)
+            print_plan(_err_console(), cfg, count, lang, memory, available)
+        if refusal is not None:
+            raise KnobsimError(f"--dry-run: the real run would be refused: {refusal}")
         return
+    parallel.check_batch(batch, parallel.data_mesh())  # before the run directory is made
 
     if parallel.multi_process():  # process 0 writes the run; all share its checkpoints
         run = parallel.shared_run_dir(out, overwrite, tensorboard)
@@ -190,7 +206,7 @@ def train(budget, arch, tokens, steps, batch, seq, lr, seed, dtype, out, chunk, 
 
     console = _err_console()
     if not as_json:
-        print_plan(console, cfg, count, lang, memory)
+        print_plan(console, cfg, count, lang, memory, _available_memory())
     install_stop_handlers()
     summary = run_with_progress(cfg, run, lang, quiet or as_json, console, watch=watch, live=live,
                                 tensorboard=tensorboard)
