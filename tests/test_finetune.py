@@ -105,3 +105,25 @@ def test_finetune_plasticity_experiment_runs_tiny(tmp_path, monkeypatch):
     s = json.loads((tmp_path / "summary.json").read_text())
     assert s["mode"] == "tiny" and "forgetting_nats" in s["shifts"]["new lexicon"]
     assert (tmp_path / "finetune_plasticity.png").stat().st_size > 10_000
+
+
+def test_printed_movers_say_values_are_weights_and_the_ranking_is_in_rms():
+    from rich.console import Console
+
+    from knobsim.cli.watch import print_report
+
+    knob = {"tensor": "blocks.0.mlp.b_in_F", "index": [68], "pretrained": -0.226, "finetuned": -0.531,
+            "change_rms": 1.5}
+    r = {"original_loss_before": 2.0, "original_loss_after": 2.1, "forgetting_nats": 0.1,
+         "pretrain_entropy_floor": 1.0, "new_loss_before": 2.5, "new_loss_after": 2.2,
+         "new_entropy_floor": 1.0, "finetune_rel_drift": 0.3, "pretrain_rel_drift": 1.2,
+         "drift_ratio": 0.25, "finetune_tokens": 1, "pretrain_tokens": 4, "tensors": [],
+         "top_knobs": [knob]}
+    console = Console(record=True, width=200)
+    print_report(console, r, "RUN")
+    text = console.export_text()
+    assert "(in units of their tensor's RMS): " not in text
+    line = next(ln for ln in text.splitlines() if "b_in_F[68]" in ln)
+    # the values in weight units, and the change both ways: -0.305 weight units = 1.5 RMS
+    assert "-0.226" in line and "-0.531" in line and "-0.305" in line and "1.5" in line, line
+    assert "weight units" in text and "RMS" in text

@@ -115,6 +115,7 @@ def _lang_diff(a, b) -> str:
 
 
 def print_report(console, r: dict, path) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(box=None, pad_edge=False, show_header=False)
@@ -142,6 +143,13 @@ def print_report(console, r: dict, path) -> None:
         parts = sorted(r["forgetting_removed_by_restoring"].items(), key=lambda kv: -kv[1])
         console.print("[bold]forgetting removed by restoring one layer[/] (nats on the original language): "
                       + ", ".join(f"{k} {v:+.3f}" for k, v in parts))
-    console.print("[bold]knobs that moved most[/] (in units of their tensor's RMS): " + ", ".join(
-        f"{k['tensor']}{k['index']} {k['pretrained']:+.3f}->{k['finetuned']:+.3f}" for k in r["top_knobs"][:4]))
+    # Ranked by the change in units of the tensor's RMS (finetune.json's change_rms); the
+    # values themselves are weights.
+    console.print("[bold]knobs that moved most[/], ranked by |change| / RMS of their tensor "
+                  "(values in weight units):")
+    for k in r["top_knobs"][:4]:
+        idx = "[" + ", ".join(str(i) for i in k["index"]) + "]"
+        change = k["finetuned"] - k["pretrained"]
+        console.print(escape(f"  {k['tensor']}{idx}  {k['pretrained']:+.3f} -> {k['finetuned']:+.3f}  "
+                             f"(change {change:+.3f} = {k['change_rms']:.2g} x the tensor's RMS)"))
     console.print(f"  run {path} (finetune.json has every number; `knobsim watch {path}` draws it)")
