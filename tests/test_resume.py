@@ -166,3 +166,35 @@ def test_resume_after_the_final_checkpoint_only_finishes_the_files(tmp_path, cli
         assert again[k] == done[k], k
     for k, v in params(run).items():
         np.testing.assert_array_equal(v, before[k])
+
+
+def test_resume_says_where_it_resumes_and_its_summary_covers_every_segment(tmp_path, cli):
+    """A run stopped at step 16 of 24 and resumed: the resume line names the step, and the
+    summary's wall_s and tokens_per_s add up both segments, not just the last."""
+    from knobsim.core import train as T
+    from knobsim.core.plan import plan_run
+    from knobsim.io.rundir import RunDir
+
+    run = tmp_path / "run"
+    cfg = plan_run(params=2000, steps=24, batch=2, seq=8, chunk=4, ckpt_every=4, lr=1e-2)
+
+    def stop_soon(r):  # as Ctrl-C would: the next chunk saves a checkpoint and stops
+        if r.step == 12:
+            T.STOP["signal"] = signal.SIGINT
+
+    with pytest.raises(T.Stopped):
+        T.train(cfg, RunDir.create(run), on_chunk=stop_soon)
+    T.STOP["signal"] = None
+    r = cli("train", "--resume", run)
+    assert r.returncode == 0, r.stderr
+    assert f"resuming {run} at step 16 of 24" in r.stdout
+    assert "over 2 segments" in r.stdout
+    s = json.loads((run / "summary.json").read_text())
+    segs = s["segments"]
+    assert [(g["from_step"], g["to_step"]) for g in segs] == [(0, 16), (16, 24)]
+    # Each segment's first chunk compiles and is left out of the throughput.
+    per_step = 2 * 8
+    assert [g["train_tokens"] for g in segs] == [(16 - 4) * per_step, (8 - 4) * per_step]
+    assert s["wall_s"] == pytest.approx(sum(g["wall_s"] for g in segs))
+    assert s["train_tokens"] == sum(g["train_tokens"] for g in segs)
+    assert s["tokens_per_s"] == pytest.approx(s["train_tokens"] / sum(g["train_s"] for g in segs))

@@ -85,7 +85,10 @@ def print_summary(console, s: dict, run_path) -> None:
     table.add_row("MFU", f"{100 * s['mfu']:.1f}% of {s['peak_flops'] / 1e9:.0f} GFLOP/s measured "
                          f"{s.get('dtype', 'float32')} peak{devices} "
                          f"(6N; {100 * s['mfu_with_attention']:.1f}% with attention)")
-    table.add_row("wall time", f"{s['wall_s']:.1f} s (compilation included)")
+    segs = s.get("segments") or []
+    n = len(segs) - 1
+    over = f" over {n + 1} segments (resumed {n} time{'s' if n > 1 else ''})" if n else ""
+    table.add_row("wall time", f"{s['wall_s']:.1f} s{over} (compilation included)")
     if s.get("knobs"):
         k = s["knobs"]
         table.add_row("knobs moved", f"||Θ - Θ0|| / ||Θ0|| = {k['rel_drift']:.3g}; "
@@ -266,6 +269,15 @@ def _resume(path: Path, quiet: bool, as_json: bool, kw: dict):
 
     run = parallel.existing_run_dir(path, tensorboard)
     console = _err_console()
+    if not as_json:
+        from knobsim.io.checkpoint import Checkpointer
+
+        ckpt = Checkpointer(path, keep=cfg.train.keep)
+        step = ckpt.latest_step()
+        ckpt.close()
+        if step is not None:  # (without one, train says there is nothing to resume from)
+            console.print(f"resuming {path} at step {step:,} of {cfg.train.steps:,} (its latest "
+                          "checkpoint; what was logged after it is replayed)")
     install_stop_handlers()
     summary = run_with_progress(cfg, run, lang, quiet or as_json, console, watch=watch,
                                 live=bool(kw.get("watch")), tensorboard=tensorboard, resume=True)
