@@ -331,3 +331,87 @@ def test_python_dash_m_knobsim_fit_bad_input(tmp_path):
     )
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# Tables that cannot determine a law: the fit says so in one line
+
+
+def test_a_well_determined_fit_has_no_warning():
+    n = np.logspace(3, 8, 20)
+    loss = _noisy(1.5 + 40.0 * n**-0.35, 0.005, seed=1)
+    assert S.fit_power_law(n, loss, bootstrap=30, seed=0, **FAST).warning is None
+
+
+def test_too_few_sizes_is_said():
+    n = np.array([1e3, 3e3, 1e4] * 3)  # a 3-size sweep, 3 seeds
+    loss = _noisy(0.9 + 3.0 * n**-0.3, 0.01, seed=7)
+    w = S.fit_power_law(n, loss, bootstrap=30, seed=0, **FAST).warning
+    assert w.startswith("L(N) is not determined by this table: only 3 distinct N")
+    assert "--floor" in w and "\n" not in w
+    # With E fixed, two constants remain along N: three sizes can determine them.
+    assert S.fit_power_law(n, loss, floor=0.9, bootstrap=30, seed=0, **FAST).warning is None
+
+
+def test_too_narrow_a_range_is_said():
+    n = np.linspace(1e5, 3e5, 10)
+    loss = _noisy(0.9 + 3.0 * n**-0.3, 0.005, seed=8)
+    w = S.fit_power_law(n, loss, bootstrap=30, seed=0, **FAST).warning
+    assert "N spans only 3x, less than a decade" in w
+
+
+def test_an_interval_wider_than_its_estimate_is_said():
+    n = np.logspace(3, 6, 12)
+    loss = _noisy(np.full(n.shape, 2.0), 0.02, seed=9)  # no trend at all: pure noise
+    w = S.fit_power_law(n, loss, bootstrap=40, seed=0, **FAST).warning
+    assert w is not None and "interval" in w and "is wider than" in w
+
+
+def test_d_that_follows_n_cannot_fit_l_of_n_and_d():
+    n = np.logspace(3, 6, 8)
+    d = 20 * n  # tokens per parameter fixed: N and D move together
+    w = S.fit_chinchilla(n, d, 1 + 10 * n**-0.3 + 30 * d**-0.3, bootstrap=0, **FAST).warning
+    assert "each N comes with a single D" in w
+
+
+def _three_size_sweep_csv(tmp_path):
+    """results.csv of a 3-size, 3-seed sweep at one token count (its columns, a known law)."""
+    n = np.array([1002, 3175, 9962] * 3, dtype=float)
+    loss = _noisy(0.9 + 3.0 * n**-0.3, 0.003, seed=10)
+    rows = "".join(f"{int(a)},50176,{float(c)!r},0.9\n" for a, c in zip(n, loss))
+    return _write(tmp_path, "n_params_total,tokens,final_eval_loss,entropy_floor\n" + rows)
+
+
+def _rows(csv):
+    import csv as csv_mod
+
+    with open(csv) as f:
+        return [{k: float(v) for k, v in r.items()} for r in csv_mod.DictReader(f)]
+
+
+def test_the_line_a_sweep_prints_is_one_that_fits(tmp_path, run_cli):
+    import shlex
+
+    from knobsim.cli.sweep import fit_line
+
+    csv = _three_size_sweep_csv(tmp_path)
+    line, note = fit_line(_rows(csv), csv)
+    assert "--d-col" not in line and "--law n" in line and "--floor 0.9" in line
+    assert "3 sizes" in note
+    args = shlex.split(line)[2:]  # after `knobsim fit`
+    code, out, err = run_cli(*args, "--grid", "coarse", "--bootstrap", "30")
+    assert code == 0, err
+    assert "warning" not in out and "skipped" not in out, out
+
+
+def test_fit_prints_the_warning_and_json_carries_it(tmp_path, run_cli):
+    csv = _three_size_sweep_csv(tmp_path)
+    args = ["--csv", csv, "--n-col", "n_params_total", "--loss-col", "final_eval_loss",
+            "--law", "n", "--grid", "coarse", "--bootstrap", "30"]
+    code, out, err = run_cli(*args)
+    assert code == 0, err
+    (line,) = [x for x in out.splitlines() if x.startswith("warning:")]
+    assert "only 3 distinct N" in line
+    code, out, err = run_cli(*args, "--json")
+    obj = json.loads(out)
+    assert "only 3 distinct N" in obj["warnings"]["n"] and obj["laws"]["n"]["warning"] == obj["warnings"]["n"]

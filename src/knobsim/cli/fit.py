@@ -53,10 +53,17 @@ def _law_table(tf: F.TableFits, fit: S.ScalingFit) -> Table:
         other = t.d if fit.law == "n" else t.n
         if other is not None and other.max() > 1.5 * other.min():
             var, oth = ("N", "D") if fit.law == "n" else ("D", "N")
-            caption += (
-                f"\nNote: {oth} varies across these rows, so L({var}) mixes runs of different "
-                f"{oth}; read L(N,D) for such a table."
-            )
+            this = t.n if fit.law == "n" else t.d
+            if np.unique(np.stack([this, other], 1), axis=0).shape[0] == np.unique(this).size:
+                caption += (
+                    f"\nNote: {oth} changes with {var} in these rows (one {oth} per {var}), so "
+                    f"L({var}) is the loss along that path, not at a fixed {oth}."
+                )
+            else:
+                caption += (
+                    f"\nNote: {oth} varies across these rows, so L({var}) mixes runs of different "
+                    f"{oth}; read L(N,D) for such a table."
+                )
     table = Table(
         title=fit.formula,
         caption=caption,
@@ -109,6 +116,8 @@ def _print(tf: F.TableFits, seconds: float) -> None:
         if law in tf.fits:
             fit = tf.fits[law]
             con.print(_law_table(tf, fit))
+            if fit.warning:
+                con.print(f"[bold yellow]warning:[/] {fit.warning}", highlight=False, soft_wrap=True)
             if law == "nd":
                 line = _frontier_line(tf, fit)
                 if line:
@@ -196,6 +205,8 @@ def fit(
                                       law fitted, with its own constants, <name>_ci, r2,
                                       n_rows, floor_fixed, formula
       skipped                         {law: reason} for laws --law all could not fit
+      warnings                        {law: line} for laws the table cannot determine
+                                      (also each law's "warning", null when determined)
       csv, rows_used, rows_dropped, d_from, settings
     """
     t0 = time.perf_counter()
@@ -204,6 +215,10 @@ def fit(
     tf = F.fit_table(table, law, floor=floor, grid=grid, bootstrap=bootstrap, seed=seed)
     seconds = time.perf_counter() - t0
     if as_json:
-        click.echo(json.dumps(F.table_fits_to_dict(tf), indent=2, ensure_ascii=False))
+        obj = F.table_fits_to_dict(tf)
+        for name, f in tf.fits.items():
+            obj["laws"][name]["warning"] = f.warning
+        obj["warnings"] = {name: f.warning for name, f in tf.fits.items() if f.warning}
+        click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
     else:
         _print(tf, seconds)

@@ -148,7 +148,44 @@ def sweep(sizes, seeds, arch, tokens, tokens_per_param, pool_tokens, batch, seq,
     for key, lr_ in sorted(res.tuned.items()):
         console.print(f"  tuned lr at {format_count(key[0])} knobs: {lr_:.3g}")
     if not tune_only and res.rows:
-        console.print(f"fit it: {S.fit_hint(res.table)}", soft_wrap=True)
+        line, note = fit_line(res.rows, res.table)
+        if line:
+            console.print(f"fit it: {line}", soft_wrap=True)
+        if note:
+            console.print(f"  ({note})", soft_wrap=True)
+
+
+def fit_line(rows: list[dict], table) -> tuple[str | None, str | None]:
+    """The `knobsim fit` command that fits this results table, and a note on what it does
+    and why (None, None when there is nothing to say): only the laws the table can determine.
+    A law with a floor needs more distinct values of its variable than constants along it
+    (E, and a coefficient and an exponent; knobsim.scaling.fit says the same after the fit)."""
+    from knobsim.config import format_count
+    from knobsim.scaling.results import fit_hint
+
+    pairs = {(r["n_params_total"], r["tokens"]) for r in rows}
+    n_n = len({n for n, _ in pairs})
+    n_d = len({d for _, d in pairs})
+    if n_n > 1 and n_d > 1 and len(pairs) > max(n_n, n_d):
+        return fit_hint(table), None  # several D at some N: every law, L(N,D) included
+    if n_n == 1 and n_d == 1:
+        return None, (f"one size and one token count ({format_count(next(iter(pairs))[0])} knobs): "
+                      "nothing to fit; sweep several --params")
+    var, k = ("n", n_n) if n_n > 1 else ("d", n_d)
+    what = "sizes" if var == "n" else "token counts"
+    col = "--n-col n_params_total" if var == "n" else "--d-col tokens"
+    line = f"knobsim fit --csv {table} {col} --loss-col final_eval_loss --law {var}"
+    follows = (f"; D follows N here ({n_d} token counts), so L(N,D) cannot be fitted"
+               if var == "n" and n_d > 1 else "")
+    floors = {r["entropy_floor"] for r in rows}
+    if k >= 4:
+        return line, (f"L(N): {k} sizes{follows}" if follows else None)
+    if k == 3 and len(floors) == 1:
+        return (f"{line} --floor {next(iter(floors)):.6g}",
+                f"E fixed at the language's exact entropy floor: {k} {what} cannot fit E as well "
+                f"as the coefficient and exponent; sweep 4 or more to fit E{follows}")
+    return None, (f"only {k} {what}: too few for a power law with a floor (3 with E fixed, "
+                  f"4 to fit E); sweep more")
 
 
 def _print_plan(console, S, points, settings, out, shard):

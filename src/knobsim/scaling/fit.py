@@ -58,6 +58,13 @@ BOOTSTRAP_STARTS = 3
 # Column order of ScalingFit.boot.
 BOOT_COLUMNS = ("E", "A", "alpha", "B", "beta")
 
+# A table determines a law only if, along each variable, it has more distinct values than
+# the constants that shape the curve along it (A and alpha, and E unless it is fixed: with
+# as many values as constants the law passes through any table), spread over at least this
+# factor, about a decade (a power law's exponent is a slope in log-log; over less, noise and
+# curvature cannot be told apart). 9, not 10: a sweep over 1e3:1e4 lands at 9.9x in exact counts.
+MIN_SPAN = 9.0
+
 LAWS = ("n", "d", "nd")
 FORMULAS = MappingProxyType(
     {
@@ -89,6 +96,9 @@ class ScalingFit:
     objective: float  # Huber sum / delta at the optimum
     n_starts: int  # grid starts of the full fit
     boot: np.ndarray = field(repr=False)  # (n_boot, 5) in BOOT_COLUMNS order; nan where absent
+    # One line when the table cannot determine the law (too few distinct sizes, too narrow
+    # a range, an interval wider than its estimate); None when it can.
+    warning: str | None = None
 
     @property
     def formula(self) -> str:
@@ -235,6 +245,47 @@ def _bootstrap(law, X, y, delta, e_fixed, theta, starts, natural, bootstrap: int
     return boot, ci
 
 
+_SYMBOL = {"E": "E", "alpha": "α", "beta": "β"}
+
+
+def _undetermined(law: str, X: np.ndarray, floor_fixed: bool, best: np.ndarray, ci) -> str | None:
+    """Why this table cannot determine ``law`` (one line), or None when it can."""
+    names = "ND" if law == "nd" else law.upper()
+    on_axis = 2 + (not floor_fixed)  # constants shaping the curve along one variable
+    reasons = []
+    for j, name in enumerate(names):
+        k = np.unique(X[:, j]).size
+        if k <= on_axis:
+            consts = ("E, " if not floor_fixed else "") + ("A, α" if name == "N" else "B, β")
+            reasons.append(f"only {k} distinct {name} for the {on_axis} constants along it "
+                           f"({consts}), so the law passes through any such table")
+        span = float(np.exp(np.ptp(X[:, j])))
+        if span < MIN_SPAN:
+            reasons.append(f"{name} spans only {span:.3g}x, less than a decade")
+    if law == "nd":
+        pairs = np.unique(X, axis=0).shape[0]
+        for j, (one, other) in enumerate(("ND", "DN")):
+            if pairs == np.unique(X[:, j]).size:
+                reasons.append(f"each {one} comes with a single {other}, so the {one} and {other} "
+                               "terms cannot be told apart")
+                break
+    for name, j in (("E", 0), ("alpha", 2), ("beta", 4)):
+        if name not in ci or np.isnan(best[j]) or (name == "E" and floor_fixed):
+            continue
+        lo, hi = ci[name]
+        if hi - lo > abs(best[j]):
+            sym = _SYMBOL[name]
+            reasons.append(f"{sym}'s 95% interval [{lo:.3g}, {hi:.3g}] is wider than {sym} = {best[j]:.3g}")
+    if not reasons:
+        return None
+    if any("comes with a single" in r for r in reasons):
+        fix = "train several D at each N (or fit one variable: --law n or --law d)"
+    else:
+        more = " and ".join(names)
+        fix = f"add runs at more {more} over a wider range" + ("" if floor_fixed else ", or fix E with --floor")
+    return f"{FORMULAS[law].split(' =')[0]} is not determined by this table: {'; '.join(reasons)}; {fix}"
+
+
 def _fit_inner(
     law: str,
     X: np.ndarray,
@@ -282,6 +333,7 @@ def _fit_inner(
         objective=float(obj),
         n_starts=len(starts),
         boot=boot,
+        warning=_undetermined(law, X, e_fixed is not None, best, ci),
     )
 
 
