@@ -156,10 +156,12 @@ def sweep(sizes, seeds, arch, tokens, tokens_per_param, pool_tokens, batch, seq,
 
 
 def fit_line(rows: list[dict], table) -> tuple[str | None, str | None]:
-    """The `knobsim fit` command that fits this results table, and a note on what it does
-    and why (None, None when there is nothing to say): only the laws the table can determine.
-    A law with a floor needs more distinct values of its variable than constants along it
-    (E, and a coefficient and an exponent; knobsim.scaling.fit says the same after the fit)."""
+    """The `knobsim fit` command that fits this results table (None when nothing can be
+    fitted), and a note on what it does and why (None when there is nothing to add). It asks
+    only for the laws the table's columns can determine: L(N) alone when D follows N. A law
+    with a floor needs more distinct values of its variable than constants along it (E, a
+    coefficient, an exponent): with 3 sizes E is fixed at the language's exact floor
+    (knobsim.scaling.fit warns after the fit when a table still falls short)."""
     from knobsim.config import format_count
     from knobsim.scaling.results import fit_hint
 
@@ -180,12 +182,13 @@ def fit_line(rows: list[dict], table) -> tuple[str | None, str | None]:
     floors = {r["entropy_floor"] for r in rows}
     if k >= 4:
         return line, (f"L(N): {k} sizes{follows}" if follows else None)
+    if len(floors) == 1:
+        line = f"{line} --floor {next(iter(floors)):.6g}"
     if k == 3 and len(floors) == 1:
-        return (f"{line} --floor {next(iter(floors)):.6g}",
-                f"E fixed at the language's exact entropy floor: {k} {what} cannot fit E as well "
-                f"as the coefficient and exponent; sweep 4 or more to fit E{follows}")
-    return None, (f"only {k} {what}: too few for a power law with a floor (3 with E fixed, "
-                  f"4 to fit E); sweep more")
+        return line, (f"E fixed at the language's exact entropy floor: {k} {what} cannot fit E as "
+                      f"well as the coefficient and exponent; sweep 4 or more to fit E{follows}")
+    return line, (f"only {k} {what}: too few to determine a power law with a floor (3 with E "
+                  f"fixed, 4 to fit E), and the fit will say so; sweep more{follows}")
 
 
 def _print_plan(console, S, points, settings, out, shard):
