@@ -232,3 +232,202 @@ def test_train_cli_watches_by_default_and_no_watch_turns_it_off(tmp_path, cli):
 def test_watching_needs_a_run_directory():
     with pytest.raises(KnobsimError, match="run directory"):
         T.train(plan_run(**TINY), watch=knobs.WatchConfig())
+
+
+# -- labels that say what is shown (issue 25, items 3 and 7) ---------------------------------
+
+
+@pytest.fixture
+def figs(monkeypatch):
+    """The figure objects the plot functions would save, by file name (nothing written)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from knobsim.watch import figures, weights
+
+    got = {}
+
+    def keep(fig, path):
+        got[path.name] = fig
+        return path
+
+    monkeypatch.setattr(figures, "_save", keep)
+    monkeypatch.setattr(weights, "_save", keep)
+    yield got
+    for f in got.values():
+        plt.close(f)
+
+
+@pytest.fixture(scope="module")
+def linear_run(tmp_path_factory):
+    """A tiny linear model: its only 2-D matrix is too small for an ESD tail fit."""
+    root = tmp_path_factory.mktemp("lin")
+    cfg = plan_run(params=200, arch="linear", steps=8, batch=4, seq=16, chunk=4, check_memory=False)
+    T.train(cfg, run=RunDir.create(root / "lin"), watch=knobs.WatchConfig())
+    return root / "lin"
+
+
+def _texts(fig) -> list[str]:
+    return [t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text") and a.get_text())]
+
+
+def test_dials_title_says_how_many_of_the_recorded_dials_it_shows(runs, figs, tmp_path):
+    from knobsim.watch.figures import plot_dials
+    from knobsim.watch.style import _style
+
+    rec = read_watch(runs["root"] / "watched")
+    mats = {t["name"] for t in rec.index["tensors"] if len(t["shape"]) >= 2}
+    recorded = max(sum(t == m for t in rec.knob_tensor) for m in mats)
+    assert recorded == 8
+    with _style():
+        plot_dials(rec, tmp_path, per_tensor=3)
+    title = figs["dials.png"]._suptitle.get_text()
+    assert f"3 of the {recorded} sampled knobs" in title, title
+
+
+def test_movers_figure_says_ranked_by_rms_and_plots_weight_units(runs, figs, tmp_path):
+    from knobsim.watch.style import _style
+    from knobsim.watch.weights import plot_movers
+
+    with _style():
+        plot_movers(read_watch(runs["root"] / "watched"), tmp_path)
+    ax = figs["movers.png"].axes[0]
+    assert "weight units" in ax.get_ylabel()
+    # The values are in weight units; only the ranking is in units of the tensor's RMS.
+    assert "ranked by" in ax.get_title() and "in units of their tensor's RMS" not in ax.get_title()
+
+
+def test_spectra_of_a_linear_model_have_no_empty_panel(linear_run, figs, tmp_path):
+    from knobsim.watch.style import _style
+    from knobsim.watch.weights import plot_spectra
+
+    with _style():
+        plot_spectra(read_watch(linear_run), tmp_path)
+    fig = figs["spectra.png"]
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        data = [ln for ln in ax.lines if ln.get_marker() not in (None, "None", "", " ")]
+        assert any(np.isfinite(np.asarray(ln.get_ydata(), float)).any() for ln in data) or ax.texts, \
+            f"empty panel: {ax.get_ylabel()!r}"
+    assert "0+ eigenvalues" not in fig._suptitle.get_text()
+
+
+def test_figure_legends_follow_depth_with_reference_lines_last(runs, figs, tmp_path):
+    from knobsim.watch.figures import plot_update_ratio
+    from knobsim.watch.style import _style
+
+    with _style():
+        plot_update_ratio(read_watch(runs["root"] / "watched"), tmp_path)
+    labels = [t.get_text() for t in figs["update_ratio.png"].legends[0].get_texts()]
+    assert labels[0] == "embed" and labels[-1].startswith("rule of thumb"), labels
+    blocks = [lab for lab in labels if lab.startswith("block")]
+    assert labels.index("all knobs (whole model)") > max(labels.index(b) for b in blocks)
+
+
+def test_axis_labels_write_math_as_mathtext(runs, figs, tmp_path):
+    from knobsim.watch.figures import plot_drift, plot_update_ratio
+    from knobsim.watch.style import _style
+    from knobsim.watch.weights import plot_spectra
+
+    rec = read_watch(runs["root"] / "watched")
+    with _style():
+        plot_drift(rec, tmp_path)
+        plot_update_ratio(rec, tmp_path)
+        plot_spectra(rec, tmp_path)
+    for name, fig in figs.items():
+        for ax in fig.axes:
+            y = ax.get_ylabel()
+            assert "||" not in y and "_F" not in y.replace("$", "") or "$" in y, (name, y)
+            if "||" in y or "alpha" in y or "sigma" in y:
+                assert y.count("$") >= 2, (name, y)
+
+
+def test_histogram_axes_do_not_crowd_their_tick_labels(runs, figs, tmp_path):
+    from knobsim.watch.style import _style
+    from knobsim.watch.weights import plot_histograms
+
+    with _style():
+        plot_histograms(read_watch(runs["root"] / "watched"), tmp_path)
+    fig = figs["histograms.png"]
+    fig.canvas.draw()
+    for ax in fig.axes[:-1]:  # the last axes is the colour bar
+        if ax.get_visible():
+            (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+            ys = [t for t in ax.get_yticklabels(minor=True) + ax.get_yticklabels()
+                  if t.get_text() and y0 <= t.get_position()[1] <= y1]
+            xs = [t for t in ax.get_xticklabels() if t.get_text() and x0 <= t.get_position()[0] <= x1]
+            assert len(ys) <= 5 and len(xs) <= 6, (ax.get_title(), [t.get_text() for t in ys + xs])
+
+
+def test_gif_text_is_readable_at_the_readme_size(runs):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from knobsim.watch.gif import GIF_DPI, gif_figure
+
+    rec = read_watch(runs["root"] / "watched")
+    fig, draw = gif_figure(rec)
+    try:
+        draw(len(rec.steps) - 1)
+        fig.canvas.draw()
+        width_px = fig.get_figwidth() * GIF_DPI
+        readme = 560 / width_px  # experiments/make_figures.py shrinks the README's copy to 560 px
+        sizes = [t.get_fontsize() * GIF_DPI / 72 for t in fig.findobj(matplotlib.text.Text) if t.get_text()]
+        assert sizes and min(sizes) * readme >= 11, (width_px, min(sizes))
+    finally:
+        plt.close(fig)
+
+
+def test_live_view_dials_use_row_column_indices_like_the_figures(runs):
+    import re
+
+    from rich.console import Console
+
+    from knobsim.watch.live import LiveView
+
+    view = LiveView(runs["cfg"])
+    for r in runs["reports"]:
+        view.update(r)
+    console = Console(record=True, width=160)
+    console.print(view)
+    text = console.export_text()
+    dials = re.findall(r"(\S+_[A-Z0-9]+)\[([\d, ]+)\]", text)
+    assert dials, text
+    shapes = {t["name"]: t["shape"] for t in read_watch(runs["root"] / "watched").index["tensors"]}
+    for name, idx in dials:
+        assert len(idx.split(",")) == len(shapes[name]), (name, idx)
+
+
+def test_live_view_says_what_it_compiles_then_gives_an_eta_and_dial_scales(runs):
+    import re
+
+    from rich.console import Console
+
+    from knobsim.watch.live import LiveView
+
+    def show(view):
+        console = Console(record=True, width=160)
+        console.print(view)
+        return console.export_text()
+
+    view = LiveView(runs["cfg"])
+    first = show(view)
+    assert "compiling" in first and f"{runs['cfg'].train.steps}" in first and re.search(r"\d+ s", first)
+    reports = runs["reports"]
+    view.update(reports[0])
+    view.update(reports[1])
+    text = show(view)
+    assert "ETA" in text
+    # Each dial's sparkline has a printed scale (its lowest and highest value so far) and a
+    # fixed time axis: the whole run spans the width, so a half-done run fills about half.
+    for j in view.dial_cols:
+        h = view.dial_hist[j]
+        assert f"{min(h):+.3f} .. {max(h):+.3f}" in text
+    width = view.spark_width
+    filled = view.dial_sparkline(view.dial_cols[0])
+    assert len(filled) == round(width * reports[1].step / reports[1].steps)

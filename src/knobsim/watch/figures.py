@@ -3,7 +3,7 @@
     render(run) -> [paths]     everything below, into RUN/figures/
       loss.png            train and eval loss vs step, with the entropy floor
       dials.png           sampled knobs' values vs step, one panel per layer
-      drift.png           relative drift ||W - W_ref|| / ||W_ref|| per tensor vs step (log-log)
+      drift.png           relative drift ||W - W_ref||_F / ||W_ref||_F per tensor vs step (log-log)
       update_ratio.png    per-step ||dW|| / ||W|| per tensor vs step, the 1e-3 rule marked
       histograms.png      weight histograms at the snapshot steps, per tensor (snapshots)
       spectra.png         ESD power-law alpha, top singular value, stable rank (snapshots)
@@ -39,6 +39,7 @@ from knobsim.watch.style import (
     _style,
     _grid,
     _save,
+    _tidy_log_axis,
     _title,
 )
 from knobsim.watch.gif import render_gif
@@ -96,27 +97,35 @@ def plot_dials(rec: KnobRecord, out: Path, per_tensor: int = 3) -> Path | None:
         return None
     roles = _roles([n for n in rec.names if n in mats])
     role_color = {r: f"C{i % 10}" for i, r in enumerate(roles)}
+    per_matrix = [sum(t == n for t in rec.knob_tensor) for n in mats]
+    recorded = max(per_matrix)
+    shown = min(per_tensor, recorded)
     rows, cols = _grid(len(layers), 3)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 2.8 * rows), squeeze=False,
+    fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 3.0 * rows), squeeze=False,
                              layout="constrained")
     for ax in axes.flat[len(layers):]:
         ax.set_visible(False)
     for ax, lay in zip(axes.flat, layers):
-        shown = set()
+        in_legend = set()
         here = sorted((n for n in rec.names if n in mats and tensor_layer(n) == lay),
                       key=lambda n: _role_key(role(n)))
         for name in here:
             cols_of = [j for j, t in enumerate(rec.knob_tensor) if t == name][:per_tensor]
             for j in cols_of:
-                label = role(name) if role(name) not in shown else None
-                shown.add(role(name))
+                label = role(name) if role(name) not in in_legend else None
+                in_legend.add(role(name))
                 ax.plot(rec.steps, rec.knobs[:, j], color=role_color[role(name)], lw=0.9, label=label)
         ax.axhline(0, color="k", lw=0.5)
         ax.set_title(lay)
         ax.set_xlabel("training step")
         ax.set_ylabel(f"knob value ({WEIGHT_UNITS})")
     _figure_legend(fig, axes)
-    fig.suptitle(f"Dials: {per_tensor} sampled knobs per matrix, every recorded step\n{_title(rec)}")
+    # Say how many of the recorded dials are drawn: `--dials` records 8 per tensor by default,
+    # and more than a few lines per matrix would hide each other.
+    of = f"{shown} of the {recorded}" if shown < recorded else f"all {recorded}"
+    if min(per_matrix) < recorded:
+        of += " (fewer in small matrices)"
+    fig.suptitle(f"Dials: {of} sampled knobs per matrix, every recorded step\n{_title(rec)}")
     return _save(fig, out / "dials.png")
 
 
@@ -154,6 +163,7 @@ def _per_role_panels(rec: KnobRecord, stat: str, out: Path, fname: str, ylabel: 
         if r == "all knobs":
             y = rec.glob[stat][keep]
             ax.plot(steps, smoothed(_positive(y)), color="C3", label="all knobs (whole model)")
+            r = "all knobs (W: the whole model as one vector)"
         else:
             for name in [n for n in mats if role(n) == r]:
                 j = rec.names.index(name)
@@ -165,6 +175,8 @@ def _per_role_panels(rec: KnobRecord, stat: str, out: Path, fname: str, ylabel: 
             ax.axhline(rule, color="k", ls="--", lw=0.9, label=f"rule of thumb: {rule:g} per step")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        _tidy_log_axis(ax.xaxis, plain=True)
+        _tidy_log_axis(ax.yaxis)
         ax.set_title(r)
         ax.set_xlabel("training step")
         ax.set_ylabel(ylabel)
@@ -178,14 +190,14 @@ def plot_drift(rec: KnobRecord, out: Path) -> Path | None:
     ref = _ref_symbol(rec)
     return _per_role_panels(
         rec, "rel_drift", out, "drift.png",
-        f"||W - {ref}||_F / ||{ref}||_F", f"Relative drift from {_ref_words(rec)}, per tensor")
+        rf"$\|W - {ref}\|_F \,/\, \|{ref}\|_F$", f"Relative drift from {_ref_words(rec)}, per tensor")
 
 
 def plot_update_ratio(rec: KnobRecord, out: Path) -> Path | None:
     smooth = max(1, len(rec.steps) // 60) | 1
     note = f" (running median of {smooth} records)" if smooth > 1 else ""
     return _per_role_panels(
-        rec, "update_ratio", out, "update_ratio.png", "||dW||_F / ||W||_F per step",
+        rec, "update_ratio", out, "update_ratio.png", r"$\|\Delta W\|_F \,/\, \|W\|_F$ per step",
         f"Update / weight ratio per tensor{note}", rule=knobs.UPDATE_RATIO_RULE, smooth=smooth)
 
 

@@ -6,20 +6,28 @@ from pathlib import Path
 
 import numpy as np
 
-from knobsim.watch.recorder import KnobRecord
+from knobsim.watch.recorder import KnobRecord, tensor_layer
 from knobsim.watch.style import (
-    _label,
+    index_text,
+    layer_rank,
+    role,
+    short,
+    _role_key,
     _matrices,
     _ref_words,
     _grid,
 )
 
 
-def _gif_dials(rec: KnobRecord, n: int = 24) -> list[int]:
-    """Dial columns for the GIF: one per matrix tensor in turn, then a second round."""
+def _gif_dials(rec: KnobRecord, n: int = 12) -> list[int]:
+    """Dial columns for the GIF: one per matrix tensor in turn (embedding first, then the
+    blocks in depth and data-flow order), then a second round."""
     mats = set(_matrices(rec))
     by_tensor: dict[str, list[int]] = {}
-    for j, t in enumerate(rec.knob_tensor):
+    order = sorted(range(len(rec.knob_tensor)), key=lambda j: (
+        layer_rank(tensor_layer(rec.knob_tensor[j])), _role_key(role(rec.knob_tensor[j])), j))
+    for j in order:
+        t = rec.knob_tensor[j]
         if t in mats:
             by_tensor.setdefault(t, []).append(j)
     picks, r = [], 0
@@ -29,63 +37,88 @@ def _gif_dials(rec: KnobRecord, n: int = 24) -> list[int]:
     return picks[:n]
 
 
-def render_gif(rec: KnobRecord, out: Path, n_dials: int = 24, n_frames: int = 48, fps: int = 8) -> Path | None:
-    """A grid of dials, one per sampled knob, the needle at the knob's value (full scale =
-    the largest |value| that knob reaches), turning through the recorded steps."""
+# Sized for a slide and for the README (experiments/make_figures.py shrinks it to 560 px
+# wide): 12 dials, 4 x 3, 700 px wide at 100 dpi; 11 pt text is 15 px here, 12 px in the
+# README's copy.
+GIF_DPI = 100
+GIF_COLS = 4
+FONT = 11
+
+
+def gif_figure(rec: KnobRecord, n_dials: int = 12):
+    """The GIF's figure and ``draw(i)``, which sets every needle to record row i; (None,
+    None) when there is nothing to draw."""
     import matplotlib.pyplot as plt
-    from matplotlib.animation import FuncAnimation, PillowWriter
 
     cols_j = _gif_dials(rec, n_dials)
     if not cols_j or len(rec.steps) < 2:
-        return None
-    # Frames at log-spaced steps: most of the motion happens early.
-    want = np.unique(np.round(np.geomspace(1, rec.steps[-1], n_frames)))
-    frames = sorted({0, *np.searchsorted(rec.steps, want).clip(0, len(rec.steps) - 1).tolist(),
-                     len(rec.steps) - 1})
-    rows_n, cols_n = _grid(len(cols_j), 6)
-    fig, axes = plt.subplots(rows_n, cols_n, figsize=(1.45 * cols_n, 1.6 * rows_n + 0.5),
-                             squeeze=False)
-    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.86, wspace=0.15, hspace=0.45)
+        return None, None
+    rows_n, cols_n = _grid(len(cols_j), GIF_COLS)
+    head_in = 0.8
+    fig, axes = plt.subplots(rows_n, cols_n, figsize=(1.75 * cols_n, 1.95 * rows_n + head_in),
+                             squeeze=False, dpi=GIF_DPI)
+    top = 1 - head_in / fig.get_figheight()
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=top - 0.06, wspace=0.1, hspace=0.55)
     sweep = np.deg2rad(135)  # the needle turns up to 135 degrees either way
     needles, texts = [], []
     theta = np.linspace(-sweep, sweep, 100)
     for ax, j in zip(axes.flat, cols_j):
         v = rec.knobs[:, j]
         full = float(np.max(np.abs(v))) or 1.0
-        ax.plot(np.sin(theta), np.cos(theta), color="0.3", lw=1.2)
+        ax.plot(np.sin(theta), np.cos(theta), color="0.3", lw=1.4)
         for t in np.linspace(-sweep, sweep, 7):
-            ax.plot([0.85 * np.sin(t), np.sin(t)], [0.85 * np.cos(t), np.cos(t)], color="0.3", lw=0.8)
+            ax.plot([0.85 * np.sin(t), np.sin(t)], [0.85 * np.cos(t), np.cos(t)], color="0.3", lw=1.0)
         a0 = v[0] / full * sweep
-        ax.plot([0, 0.8 * np.sin(a0)], [0, 0.8 * np.cos(a0)], color="0.7", lw=1.2)  # where it began
-        (needle,) = ax.plot([], [], color="C3", lw=2.0)
-        ax.plot(0, 0, "o", color="0.2", ms=3)
+        ax.plot([0, 0.8 * np.sin(a0)], [0, 0.8 * np.cos(a0)], color="0.65", lw=2.0)  # where it began
+        (needle,) = ax.plot([], [], color="C3", lw=2.6)
+        ax.plot(0, 0, "o", color="0.2", ms=4)
         ax.set_xlim(-1.15, 1.15)
-        ax.set_ylim(-0.85, 1.15)
+        ax.set_ylim(-1.02, 1.12)
         ax.set_aspect("equal")
         ax.axis("off")
         name, flat = rec.knob_tensor[j], int(rec.knob_index[j])
-        ax.set_title(_label(rec, name, flat), fontsize=6)
-        texts.append(ax.text(0, -0.7, "", ha="center", fontsize=6.5, family="monospace"))
+        # Two lines, tensor then [row, column]: a one-line label would need a smaller font.
+        ax.set_title(f"{short(name)}\n{index_text(flat, rec.tensor_info(name)['shape'])}",
+                     fontsize=FONT, linespacing=1.1, pad=2)
+        texts.append(ax.text(0, -0.86, "", ha="center", va="center", fontsize=FONT,
+                             family="monospace"))
         needles.append((needle, v, full))
     for ax in axes.flat[len(cols_j):]:
         ax.axis("off")
-    head = fig.suptitle("", fontsize=9)
+    head = fig.text(0.5, 1 - 0.1 / fig.get_figheight(), "", ha="center", va="top",
+                    fontsize=FONT + 1, linespacing=1.3)
+    last = int(rec.steps[-1])
 
-    def draw(k):
-        i = frames[k]
+    def draw(i):
         for (needle, v, full), text in zip(needles, texts):
             a = v[i] / full * sweep
             needle.set_data([0, 0.8 * np.sin(a)], [0, 0.8 * np.cos(a)])
             text.set_text(f"{v[i]:+.3f}")
-        head.set_text(f"{rec.path.name}: sampled knobs at step {int(rec.steps[i]):,} / "
-                      f"{int(rec.steps[-1]):,}\n(grey: value at {_ref_words(rec)}; "
-                      "full scale = the knob's largest |value|)")
+        head.set_text(f"{rec.path.name}: sampled knobs at step {int(rec.steps[i]):,} / {last:,}\n"
+                      f"grey: value at {_ref_words(rec)}; red: now\n"
+                      "full scale: the knob's largest |value| (weight units)")
         return [n for n, _, _ in needles] + texts + [head]
 
-    anim = FuncAnimation(fig, draw, frames=len(frames), blit=False)
+    return fig, draw
+
+
+def render_gif(rec: KnobRecord, out: Path, n_dials: int = 12, n_frames: int = 48, fps: int = 8) -> Path | None:
+    """A grid of dials, one per sampled knob, the needle at the knob's value (full scale =
+    the largest |value| that knob reaches), turning through the recorded steps."""
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation, PillowWriter
+
+    fig, draw = gif_figure(rec, n_dials)
+    if fig is None:
+        return None
+    # Frames at log-spaced steps: most of the motion happens early.
+    want = np.unique(np.round(np.geomspace(1, rec.steps[-1], n_frames)))
+    frames = sorted({0, *np.searchsorted(rec.steps, want).clip(0, len(rec.steps) - 1).tolist(),
+                     len(rec.steps) - 1})
+    anim = FuncAnimation(fig, lambda k: draw(frames[k]), frames=len(frames), blit=False)
     path = out / "dials.gif"
     tmp = out / ".dials.tmp.gif"
-    anim.save(tmp, writer=PillowWriter(fps=fps), dpi=90)
+    anim.save(tmp, writer=PillowWriter(fps=fps), dpi=GIF_DPI)
     tmp.replace(path)
     plt.close(fig)
     return path

@@ -63,14 +63,28 @@ def _positive(y):
     return y
 
 
+def _legend_key(label: str) -> tuple:
+    """Legend order: layers by depth (embed, block 0, 1, ..., the rest), then tensor roles in
+    data-flow order, then the whole model, then reference lines (a rule of thumb) last."""
+    if label.startswith("all knobs"):
+        return (2,)
+    if label.startswith("rule of thumb"):
+        return (3,)
+    if "." not in label:  # a layer: 'embed', 'block 3', 'hidden', 'out'
+        return (0, layer_rank(label), label)
+    return (1, _role_key(label))
+
+
 def _figure_legend(fig, axes, ncol: int = 8) -> None:
-    """One legend for the whole figure, below the panels (labels deduplicated)."""
+    """One legend for the whole figure, below the panels (labels deduplicated, ordered by
+    depth, the whole model and reference lines last)."""
     seen = {}
     for ax in np.ravel(axes):
         for h, lab in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(lab, h)
     if seen:
-        fig.legend(list(seen.values()), list(seen), loc="outside lower center",
+        labels = sorted(seen, key=_legend_key)
+        fig.legend([seen[lab] for lab in labels], labels, loc="outside lower center",
                    ncol=min(ncol, len(seen)), frameon=False)
 
 
@@ -88,7 +102,8 @@ def _layer_colors(rec: KnobRecord) -> dict[str, tuple]:
 
 
 def _ref_symbol(rec: KnobRecord) -> str:
-    return "W_0" if rec.index.get("reference", "init") == "init" else "W_pre"
+    """The reference weights as mathtext (inside $...$): W_0, or W_pre in a fine-tune."""
+    return "W_0" if rec.index.get("reference", "init") == "init" else r"W_{\mathrm{pre}}"
 
 
 def _ref_words(rec: KnobRecord) -> str:
@@ -99,11 +114,43 @@ def _style():
     import matplotlib as mpl
 
     return mpl.rc_context({
-        "font.size": 9, "axes.titlesize": 9.5, "axes.labelsize": 9, "legend.fontsize": 7.5,
-        "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.spines.top": False,
+        # Sizes for a slide: the figures are at most ~12 inches wide, so a slide shows
+        # them at ~100 px per inch and 10 pt is ~14 px there.
+        "font.size": 10.5, "axes.titlesize": 11, "axes.labelsize": 10.5, "legend.fontsize": 10,
+        "xtick.labelsize": 9.5, "ytick.labelsize": 9.5, "figure.titlesize": 12,
+        "axes.spines.top": False,
         "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.25, "savefig.dpi": DPI,
         "figure.dpi": DPI, "lines.linewidth": 1.2,
     })
+
+
+def _tidy_log_axis(axis, plain: bool = False) -> None:
+    """Tick labels of a log (or symlog) axis that never crowd: decades only, and 2 and 5
+    times a decade only when fewer than two decades are in view (matplotlib would label
+    every minor tick there, 2x10^0 3x10^0 4x10^0 ... on top of each other). ``plain``
+    writes 1, 10, 100 (training steps) instead of 10^0, 10^1, 10^2."""
+    from matplotlib.ticker import FuncFormatter
+
+    def text(v: float) -> str:
+        if v == 0:
+            return "0"
+        if plain:
+            return f"{v:,.0f}" if v >= 1 else f"{v:g}"
+        e = math.floor(math.log10(abs(v)) + 1e-9)
+        m = v / 10.0**e
+        return rf"$10^{{{e}}}$" if abs(m - 1) < 1e-6 else rf"${m:.0f}\times10^{{{e}}}$"
+
+    def minor(v: float, pos=None) -> str:
+        lo, hi = sorted(axis.get_view_interval())
+        lo = max(lo, 1e-300)
+        decades = math.floor(math.log10(hi) + 1e-9) - math.ceil(math.log10(lo) - 1e-9) + 1
+        if v <= 0 or decades >= 2:
+            return ""
+        m = v / 10.0 ** math.floor(math.log10(v) + 1e-9)
+        return text(v) if round(m, 6) in (2.0, 5.0) else ""
+
+    axis.set_major_formatter(FuncFormatter(lambda v, pos=None: text(v)))
+    axis.set_minor_formatter(FuncFormatter(minor))
 
 
 def _grid(n: int, max_cols: int = 4):
@@ -129,7 +176,10 @@ def _title(rec: KnobRecord) -> str:
     ft = " (fine-tune)" if rec.index.get("reference", "init") != "init" else ""
     return f"{rec.path.name}: {fam}{ft}"
 
+def index_text(flat: int, shape) -> str:
+    """A knob's flat index as its [row, column] (every dimension), as every view writes it."""
+    return "[" + ", ".join(str(int(i)) for i in np.unravel_index(int(flat), tuple(shape))) + "]"
+
+
 def _label(rec: KnobRecord, name: str, flat: int) -> str:
-    shape = rec.tensor_info(name)["shape"]
-    idx = ", ".join(str(int(i)) for i in np.unravel_index(flat, shape))
-    return f"{short(name)}[{idx}]"
+    return f"{short(name)}{index_text(flat, rec.tensor_info(name)['shape'])}"

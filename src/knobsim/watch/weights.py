@@ -21,7 +21,9 @@ from knobsim.watch.style import (
     _figure_legend,
     _layer_colors,
     _ref_symbol,
+    _ref_words,
     _save,
+    _tidy_log_axis,
     _title,
 )
 
@@ -42,8 +44,9 @@ def _hist_tensors(rec: KnobRecord, max_layers: int = 4) -> list[list[str]]:
 
 def plot_histograms(rec: KnobRecord, out: Path) -> Path | None:
     import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm
     from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import LogNorm
+    from matplotlib.ticker import MaxNLocator
 
     if len(rec.snapshots) < 2:
         return None
@@ -73,10 +76,13 @@ def plot_histograms(rec: KnobRecord, out: Path) -> Path | None:
                 ax.stairs(h, e, color=color, lw=1.3 if s in (0, steps[-1]) else 0.8,
                           ls="--" if s == 0 else "-")
             ax.set_yscale("log")
-            ax.set_title(short(name), fontsize=8.5)
-            ax.set_xlabel(f"knob value ({WEIGHT_UNITS})")
-            if j == 0:
-                ax.set_ylabel("density (per weight unit)")
+            # Decades only, at most 4 labelled: a log axis spanning less than two decades
+            # otherwise labels its minor ticks (2x10^-1, 3x10^-1, ...) on top of each other.
+            _tidy_log_axis(ax.yaxis)
+            ax.xaxis.set_major_locator(MaxNLocator(4, symmetric=True))
+            ax.set_title(short(name))
+    fig.supxlabel(f"knob value ({WEIGHT_UNITS})", fontsize="medium")
+    fig.supylabel("density (per weight unit, log scale)", fontsize="medium")
     sm = ScalarMappable(norm=norm, cmap=cmap)
     fig.colorbar(sm, ax=axes, label="training step (dashed black: step 0)", shrink=0.6)
     fig.suptitle(f"Weight histograms at the snapshot steps\n{_title(rec)}")
@@ -108,36 +114,57 @@ def plot_spectra(rec: KnobRecord, out: Path) -> tuple[Path | None, Path | None]:
                  "ESD of W^T W: continuous MLE, xmin by KS distance; Martin & Mahoney 2021, "
                  "Clauset et al. 2009), xmin, ks, n_tail, alpha_se",
         "rows": rows})
+    import textwrap
+
     mats = sorted({r["tensor"] for r in rows}, key=lambda n: rec.names.index(n))
     roles = _roles(mats)
     colors = _layer_colors(rec)
-    fig, axes = plt.subplots(3, len(roles), figsize=(3.2 * len(roles), 7.4), squeeze=False,
-                             layout="constrained", sharex=True)
-    what = [("alpha", "ESD tail exponent alpha"), ("sigma_max", f"sigma_max ({WEIGHT_UNITS})"),
-            ("stable_rank", "stable rank ||W||_F^2 / ||W||_2^2")]
+    fitted = [r for r in rows if np.isfinite(r["alpha"])]
+    what = [("sigma_max", rf"$\sigma_{{\max}}$ ({WEIGHT_UNITS})"),
+            ("stable_rank", r"stable rank $\|W\|_F^2 \,/\, \|W\|_2^2$")]
+    if fitted:  # no alpha row when no matrix has the eigenvalues a tail fit needs
+        what.insert(0, ("alpha", r"ESD tail exponent $\alpha$"))
+    width = max(5.0, min(3.2, 12.5 / len(roles)) * len(roles))
+    fig, axes = plt.subplots(len(what), len(roles), figsize=(width, 2.5 * len(what) + 0.6),
+                             squeeze=False, layout="constrained", sharex=True)
     for j, r in enumerate(roles):
         for i, (key, label) in enumerate(what):
             ax = axes[i, j]
+            drawn = False
             for name in [n for n in mats if role(n) == r]:
                 pts = [(x["step"], x[key]) for x in rows if x["tensor"] == name]
                 s, v = np.array(pts, dtype=float).T
-                lay = tensor_layer(name)
-                ax.plot(s, v, "o-", ms=2.5, color=colors[lay], label=lay)
-            if key == "alpha":
+                if np.isfinite(v).any():
+                    lay = tensor_layer(name)
+                    ax.plot(s, v, "o-", ms=3, color=colors[lay], label=lay)
+                    drawn = True
+            if key == "alpha" and drawn:
                 ax.axhspan(2, 6, color="C2", alpha=0.08, lw=0)
                 ax.axhline(2, color="C2", lw=0.6, ls=":")
                 ax.axhline(6, color="C2", lw=0.6, ls=":")
+            elif not drawn:
+                ax.text(0.5, 0.5, f"not fitted:\nfewer than {knobs.MIN_TAIL}\neigenvalues",
+                        transform=ax.transAxes, ha="center", va="center", color="0.4")
+                ax.set_yticks([])
+            if i == 0:
                 ax.set_title(r)
             ax.set_xscale("symlog", linthresh=1)
-            if i == 2:
+            _tidy_log_axis(ax.xaxis, plain=True)
+            if i == len(what) - 1:
                 ax.set_xlabel("training step (symlog)")
             if j == 0:
                 ax.set_ylabel(label)
     _figure_legend(fig, axes)
-    n_min = min((r["n_tail"] for r in rows if r["n_tail"]), default=0)
-    fig.suptitle("Spectra of the weight matrices at the snapshot steps (green band: alpha in "
-                 f"[2, 6], WeightWatcher's well-trained range; tails of {n_min}+ eigenvalues)\n"
-                 f"{_title(rec)}")
+    if fitted:
+        n_min = min(r["n_tail"] for r in fitted)
+        note = (r"green band: $\alpha$ in [2, 6], WeightWatcher's well-trained range; "
+                rf"$\alpha$ fitted on tails of {n_min} or more eigenvalues")
+    else:
+        note = (r"no ESD tail exponent $\alpha$: every matrix has fewer than "
+                f"{knobs.MIN_TAIL} nonzero eigenvalues, too few for a tail fit")
+    wrap = max(40, int(width * 11))
+    fig.suptitle("Spectra of the weight matrices at the snapshot steps\n"
+                 + "\n".join(textwrap.wrap(note, wrap)) + f"\n{_title(rec)}")
     return _save(fig, out / "spectra.png"), jpath
 
 
@@ -191,22 +218,26 @@ def plot_movers(rec: KnobRecord, out: Path) -> Path | None:
     if not mv["top"]:
         return None
     two = mv["source"] == "snapshots"
-    fig, axes = plt.subplots(1, 2 if two else 1, figsize=(11.5 if two else 6.5, 4.2), squeeze=False,
-                             layout="constrained", gridspec_kw={"width_ratios": [1.25, 1] if two else [1]})
+    fig, axes = plt.subplots(1, 2 if two else 1, figsize=(12.5 if two else 8.0, 5.0), squeeze=False,
+                             layout="constrained", gridspec_kw={"width_ratios": [1.5, 1] if two else [1]})
     ax = axes[0, 0]
     steps = np.array(mv["steps"], dtype=float)
     for k, (name, flat, delta, rel) in enumerate(mv["top"]):
         y = mv["trajectories"][f"{name}[{flat}]"]
         ax.plot(steps, y, marker="o" if two else None, ms=2.5, color=f"C{k % 10}",
                 ls="-" if k < 10 else "--",
-                label=f"{_label(rec, name, flat)}  |Δ| {delta:.2f} = {rel:.1f} RMS")
+                label=rf"{_label(rec, name, flat)}: $|\Delta|$ {delta:.2f} = {rel:.1f} RMS")
     ax.set_xscale("symlog", linthresh=1)
+    _tidy_log_axis(ax.xaxis, plain=True)
     ax.set_xlabel("training step (symlog)" + (": snapshot steps" if two else ""))
     ax.set_ylabel(f"knob value ({WEIGHT_UNITS})")
     where = "of all knobs" if two else f"of the {rec.knobs.shape[1]} sampled dials (no snapshots)"
+    # Values are drawn in weight units; only the ranking divides by the tensor's RMS (an
+    # embedding at scale 1 would otherwise outrank every matrix at 1/sqrt(fan_in)).
     ax.set_title(f"The {len(mv['top'])} knobs that moved most {where},\n"
-                 "in units of their tensor's RMS at the reference")
-    ax.legend(frameon=False, fontsize=6.5, loc="center left", bbox_to_anchor=(1.0, 0.5))
+                 rf"ranked by $|\Delta|$ / RMS of their tensor at {_ref_words(rec)}")
+    ax.legend(frameon=False, fontsize=8.5, loc="center left", bbox_to_anchor=(1.0, 0.5),
+              title=rf"$|\Delta|$ in {WEIGHT_UNITS} = in RMS of its tensor", title_fontsize=8.5)
     if two:
         ax2 = axes[0, 1]
         names = [n for n in mv["share_top1pct"]]
@@ -215,11 +246,12 @@ def plot_movers(rec: KnobRecord, out: Path) -> Path | None:
         keep = np.argsort(-np.maximum(share, base))[:14][::-1]
         y = np.arange(len(keep))
         ax2.barh(y + 0.2, 100 * share[keep], height=0.4, color="C3",
-                 label=f"share of the top 1% movers ({mv['k1']:,} knobs)")
+                 label=f"share of the top 1% movers ({mv['k1']:,} knob{'s' if mv['k1'] != 1 else ''})")
         ax2.barh(y - 0.2, 100 * base[keep], height=0.4, color="0.7", label="share of all knobs")
-        ax2.set_yticks(y, [short(names[i]) for i in keep], fontsize=7.5)
-        ax2.set_xlabel("% of knobs")
+        ax2.set_yticks(y, [short(names[i]) for i in keep])
+        ax2.set_xlabel("% of knobs", labelpad=2)
         ax2.set_title("Where the biggest movers live")
-        ax2.legend(frameon=False, loc="lower right")
-    fig.suptitle(f"Which knobs moved most: |W_final - {_ref_symbol(rec)}| / RMS(tensor)\n{_title(rec)}")
+        ax2.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=1)
+    fig.suptitle(rf"Which knobs moved most, ranked by $|W_{{\mathrm{{final}}}} - {_ref_symbol(rec)}|$"
+                 f" / RMS(tensor)\n{_title(rec)}")
     return _save(fig, out / "movers.png")
