@@ -14,7 +14,8 @@ def lang():
     return build_language(LanguageConfig())
 
 
-def test_stationary_is_a_fixed_point(lang):
+def test_stationary_is_a_fixed_point():
+    lang = build_language(LanguageConfig(n_words=2000))  # dense (V, V) matrices below
     m = lang.config.successor_weight
     n = len(lang.words)
     # Dense transition matrix, built by hand from the definition P = (1-m) 1 u^T + m S.

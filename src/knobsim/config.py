@@ -53,14 +53,45 @@ def format_count(n: float) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class LanguageConfig:
-    """The synthetic language: words spelled in letters, Zipfian, a Markov chain over words."""
+    """The synthetic language: words spelled in letters, Zipfian, a Markov chain over words.
+
+    The defaults make a *scale-free* language (docs/language.md): Zipf 2 over 131,072 words
+    with word length tied to surprisal, so that the ideal learner's excess loss over the floor
+    is a power law in the number of words it knows. ``PRESETS["english"]`` is the old,
+    English-like default, on which even a perfect learner's scaling fit misses the floor.
+    """
 
     seed: int = 0  # the language's own seed: runs with the same seed share one language
-    n_words: int = 4096  # lexicon size (distinct words)
-    zipf: float = 1.2  # tail exponent s: word frequency ~ (rank + zipf_offset)^-s
+    n_words: int = 131_072  # lexicon size (distinct words); 2^17 keeps the cut-off tail
+    #                         beyond rank 3000 small (it is 2% of the mass past rank 3000)
+    zipf: float = 2.0  # tail exponent s: word frequency ~ (rank + zipf_offset)^-s
     zipf_offset: float = 2.7  # Mandelbrot's q (2.7 fits English): flattens the head only
     n_successors: int = 4  # favourite successors of each word
-    successor_weight: float = 0.6  # P(next word is drawn from the favourites) vs the unigram
+    successor_weight: float = 0.4  # P(next word is drawn from the favourites) vs the unigram
+    syllables_base: float = 1.0  # mean syllables of the most frequent word
+    syllables_per_decade: float = 1.2  # extra syllables per decade of rank: rarer words are
+    #   longer, so the cost of spelling an unknown word grows with its surprisal (2 x ln 10
+    #   nats per decade at Zipf 2) and knowing a rare word is worth as much as a frequent one
+
+    @staticmethod
+    def from_dict(d: dict) -> "LanguageConfig":
+        """Read a config.json entry; keys older runs lack take the English-like values they
+        were made with (before the scale-free default, the lexicon rule was the English one)."""
+        old = dataclasses.asdict(PRESETS["english"])
+        return LanguageConfig(**{**{k: old[k] for k in ("syllables_base", "syllables_per_decade")
+                                    if k not in d}, **d})
+
+
+PRESETS: dict[str, LanguageConfig] = {
+    # The default: a scale-free language (see LanguageConfig).
+    "scale-free": LanguageConfig(),
+    # knobsim's first default, English-like: Zipf 1.2 over 4,096 words, lengths growing only
+    # 0.4 syllables per decade. Kept as the lesson: its ideal learner's curve is not a power
+    # law, so even a perfect learner's E-free fit puts the floor at 0.
+    "english": LanguageConfig(n_words=4096, zipf=1.2, zipf_offset=2.7, n_successors=4,
+                              successor_weight=0.6, syllables_base=1.8,
+                              syllables_per_decade=0.4),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +161,7 @@ class RunConfig:
     @staticmethod
     def from_dict(d: dict) -> "RunConfig":
         return RunConfig(
-            language=LanguageConfig(**d["language"]),
+            language=LanguageConfig.from_dict(d["language"]),
             model=ModelConfig(**d["model"]),
             optim=OptimConfig(**d["optim"]),
             train=TrainConfig(**d["train"]),

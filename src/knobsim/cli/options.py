@@ -29,33 +29,50 @@ class Count(click.ParamType):
 
 
 def language_options(f):
-    """Options that pick the synthetic language (shared by train, data and friends)."""
+    """Options that pick the synthetic language (shared by train, data and friends): a preset,
+    then any field of it overridden one by one."""
+    from knobsim.config import PRESETS
+
     d = LanguageConfig()
     opts = [
-        click.option("--lang-seed", type=int, default=d.seed, show_default=True,
-                     help="Seed of the language itself (runs with one seed share a language)."),
-        click.option("--words", "n_words", type=click.IntRange(2, 200_000), default=d.n_words,
-                     show_default=True, help="Lexicon size."),
-        click.option("--zipf", type=click.FloatRange(0, 4, min_open=True), default=d.zipf,
-                     show_default=True, help="Zipf exponent of word frequencies."),
-        click.option("--successors", "n_successors", type=click.IntRange(1), default=d.n_successors,
-                     show_default=True, help="Favourite successors per word."),
-        click.option("--successor-weight", type=click.FloatRange(0, 1, max_open=True),
-                     default=d.successor_weight, show_default=True,
-                     help="Probability that the next word is one of the favourites."),
+        click.option("--preset", type=click.Choice(sorted(PRESETS)), default="scale-free",
+                     show_default=True,
+                     help="The language: 'scale-free' (the default) or 'english', knobsim's first, "
+                          "English-like language, on which even a perfect learner's fit misses the "
+                          "floor (docs/language.md). The options below override its fields."),
+        click.option("--lang-seed", type=int, default=None,
+                     help=f"Seed of the language itself (runs with one seed share a language). [default: {d.seed}]"),
+        click.option("--words", "n_words", type=click.IntRange(2), default=None,
+                     help=f"Lexicon size, at most 2^20. [default: the preset's; {d.n_words:,}]"),
+        click.option("--zipf", type=click.FloatRange(0, 4, min_open=True), default=None,
+                     help=f"Zipf exponent of word frequencies. [default: the preset's; {d.zipf:g}]"),
+        click.option("--successors", "n_successors", type=click.IntRange(1), default=None,
+                     help=f"Favourite successors per word. [default: the preset's; {d.n_successors}]"),
+        click.option("--successor-weight", type=click.FloatRange(0, 1, max_open=True), default=None,
+                     help=f"Probability that the next word is one of the favourites. "
+                          f"[default: the preset's; {d.successor_weight:g}]"),
+        click.option("--syllables-per-decade", type=click.FloatRange(0, 3), default=None,
+                     help=f"How much longer words get per decade of rank (word length tied to "
+                          f"surprisal). [default: the preset's; {d.syllables_per_decade:g}]"),
     ]
     for o in reversed(opts):
         f = o(f)
     return f
 
 
+_LANG_KEYS = {"lang_seed": "seed", "n_words": "n_words", "zipf": "zipf", "n_successors": "n_successors",
+              "successor_weight": "successor_weight", "syllables_per_decade": "syllables_per_decade"}
+
+
 def language_from(kw: dict) -> LanguageConfig:
-    d = LanguageConfig()
-    return LanguageConfig(
-        seed=kw.pop("lang_seed"), n_words=kw.pop("n_words"), zipf=kw.pop("zipf"),
-        zipf_offset=d.zipf_offset, n_successors=kw.pop("n_successors"),
-        successor_weight=kw.pop("successor_weight"),
-    )
+    """The LanguageConfig of --preset with the given options overriding it (pops them)."""
+    import dataclasses
+
+    from knobsim.config import PRESETS
+
+    base = PRESETS[kw.pop("preset", None) or "scale-free"]
+    over = {field: kw.pop(opt) for opt, field in _LANG_KEYS.items() if opt in kw}
+    return dataclasses.replace(base, **{k: v for k, v in over.items() if v is not None})
 
 
 def _err_console():

@@ -221,8 +221,8 @@ def train(budget, arch, tokens, steps, batch, seq, lr, seed, dtype, out, chunk, 
 
 # Options a resumed run takes from its own config.json; giving them is an error.
 _CONFIG_OPTIONS = ("budget", "arch", "tokens", "steps", "batch", "seq", "lr", "seed", "dtype", "out", "chunk",
-                   "ckpt_every", "keep", "overwrite", "dry_run", "lang_seed", "n_words", "zipf",
-                   "n_successors", "successor_weight", "watch_every", "knobs_per_tensor",
+                   "ckpt_every", "keep", "overwrite", "dry_run", "preset", "lang_seed", "n_words", "zipf",
+                   "n_successors", "successor_weight", "syllables_per_decade", "watch_every", "knobs_per_tensor",
                    "no_snapshots", "tensorboard")
 
 

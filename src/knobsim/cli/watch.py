@@ -43,7 +43,7 @@ def watch(run, out, no_gif):
 @click.command()
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--lang-seed", type=int, default=None, help="Seed of the new language.")
-@click.option("--words", "n_words", type=click.IntRange(2, 200_000), default=None,
+@click.option("--words", "n_words", type=click.IntRange(2, 1 << 20), default=None,
               help="Lexicon size of the new language.")
 @click.option("--zipf", type=click.FloatRange(0, 4, min_open=True), default=None,
               help="Zipf exponent of the new language.")
