@@ -135,11 +135,11 @@ def figure(reports: dict, curves: dict, pre: dict, out: Path) -> Path:
     k = len(reports) + 1
     wbar = 0.8 / k
     ax.bar(x - 0.4 + wbar / 2, [t["pretrain_rel_drift"] for t in mats], wbar, color="0.55",
-           label="pre-training: ||W_pre - W_0|| / ||W_0||")
+           label=r"pre-training: $\|W_{\mathrm{pre}} - W_0\|_F \,/\, \|W_0\|_F$")
     for i, (name, rep) in enumerate(reports.items()):
         by = {t["tensor"]: t for t in rep["tensors"]}
         ax.bar(x - 0.4 + wbar * (i + 1.5), [by[n]["finetune_rel_drift"] for n in names], wbar,
-               color=f"C{i}", label=f"fine-tune, {name}: ||W_ft - W_pre|| / ||W_pre|| "
+               color=f"C{i}", label=f"fine-tune, {name}: " + r"$\|W_{\mathrm{ft}} - W_{\mathrm{pre}}\|_F \,/\, \|W_{\mathrm{pre}}\|_F$ "
                                     f"(whole model x{rep['drift_ratio']:.2f} of pre-training)")
     ax.set_yscale("log")
     ax.set_xticks(x, [short(n) for n in names], rotation=45, ha="right", fontsize=8)

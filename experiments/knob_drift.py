@@ -142,8 +142,8 @@ def figure(res: dict, m: dict, out: Path) -> list[Path]:
 
     colors = {"SP": "C3", "muP": "C0"}
     fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.3), layout="constrained")
-    for ax, norm, label in ((axes[0], "frobenius", "||W_T - W_0||_F / ||W_0||_F"),
-                            (axes[1], "spectral", "||W_T - W_0||_2 / ||W_0||_2")):
+    for ax, norm, label in ((axes[0], "frobenius", r"$\|W_T - W_0\|_F \,/\, \|W_0\|_F$"),
+                            (axes[1], "spectral", r"$\|W_T - W_0\|_2 \,/\, \|W_0\|_2$")):
         for param, runs in res.items():
             w = np.array(sorted({r["width"] for r in runs}))
             vals = np.array([[r[norm] for r in runs if r["width"] == x] for x in w])
@@ -196,7 +196,7 @@ def figure(res: dict, m: dict, out: Path) -> list[Path]:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("training step")
-        ax.set_ylabel("||W - W_0||_F / ||W_0||_F (hidden, geo. mean)")
+        ax.set_ylabel(r"$\|W - W_0\|_F \,/\, \|W_0\|_F$ (hidden, geo. mean)")
         ax.set_title(param)
         ax.legend(frameon=False, fontsize=8)
         ax.grid(True, which="both", alpha=0.25)
