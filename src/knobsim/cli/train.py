@@ -171,29 +171,7 @@ def train(budget, arch, tokens, steps, batch, seq, lr, seed, dtype, out, chunk, 
     count = sizing.count_params(arch, cfg.model.shape)
     memory = sizing.memory_bytes(arch, cfg.model.shape, count.total, batch, seq)
     if dry_run:
-        # The dry run shows the plan, then applies the very checks the real run would
-        # (memory, the batch over the devices) and refuses as it would: exit code 2.
-        refusal = None
-        try:
-            plan_run(**plan_kw, check_memory=True)
-            parallel.check_batch(batch, parallel.data_mesh())
-        except KnobsimError as e:
-            refusal = str(e)
-        available = _available_memory()
-        if as_json:
-            click.echo(json.dumps({
-                "arch": arch, "budget": budget,
-                "n_params_total": count.total, "n_params_nonembedding": count.nonembedding,
-                "n_params_embedding": count.embedding, "by_component": count.by_component,
-                "shape": cfg.model.shape, "memory_bytes": memory, "memory_available_bytes": available,
-                "tokens": cfg.train.tokens, "steps": cfg.train.steps, "lr": cfg.optim.lr, "dtype": cfg.dtype,
-                "refused": refusal,
-            }))
-        else:
-            print_plan(_err_console(), cfg, count, lang, memory, available)
-        if refusal is not None:
-            raise KnobsimError(f"--dry-run: the real run would be refused: {refusal}")
-        return
+        return _dry_run(cfg, plan_kw, count, lang, memory, as_json)
     parallel.check_batch(batch, parallel.data_mesh())  # before the run directory is made
 
     if parallel.multi_process():  # process 0 writes the run; all share its checkpoints
@@ -217,6 +195,34 @@ def train(budget, arch, tokens, steps, batch, seq, lr, seed, dtype, out, chunk, 
         click.echo(json.dumps(summary))
     else:
         print_summary(console, summary, run.path)
+
+
+def _dry_run(cfg, plan_kw: dict, count, lang, memory: int, as_json: bool) -> None:
+    """Show the plan, then apply the very checks the real run would (memory, the batch over
+    the devices) and refuse as it would: one error line, exit code 2."""
+    from knobsim.core import parallel
+    from knobsim.core.plan import _available_memory, plan_run
+
+    refusal = None
+    try:
+        plan_run(**plan_kw, check_memory=True)
+        parallel.check_batch(cfg.train.batch, parallel.data_mesh())
+    except KnobsimError as e:
+        refusal = str(e)
+    available = _available_memory()
+    if as_json:
+        click.echo(json.dumps({
+            "arch": cfg.model.arch, "budget": cfg.model.budget,
+            "n_params_total": count.total, "n_params_nonembedding": count.nonembedding,
+            "n_params_embedding": count.embedding, "by_component": count.by_component,
+            "shape": cfg.model.shape, "memory_bytes": memory, "memory_available_bytes": available,
+            "tokens": cfg.train.tokens, "steps": cfg.train.steps, "lr": cfg.optim.lr, "dtype": cfg.dtype,
+            "refused": refusal,
+        }))
+    else:
+        print_plan(_err_console(), cfg, count, lang, memory, available)
+    if refusal is not None:
+        raise KnobsimError(f"--dry-run: the real run would be refused: {refusal}")
 
 
 # Options a resumed run takes from its own config.json; giving them is an error.

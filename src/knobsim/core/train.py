@@ -13,6 +13,7 @@ a graceful stop), then reports progress. Everything here is arranged around four
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from typing import Callable
@@ -24,6 +25,7 @@ import numpy as np
 from knobsim.config import RunConfig
 from knobsim.core import hardware, parallel
 from knobsim.core import hooks as H
+from knobsim.core import segments as G
 from knobsim.core.hooks import STOP, Stopped  # noqa: F401  (the CLI's signal handler sets STOP)
 from knobsim.core.plan import flops_per_token
 from knobsim.core.programs import (Programs, data_pool, eval_tokens, init_state, programs_for,
@@ -193,8 +195,7 @@ def _rows(step: int, n: int, per_step: int, metrics: dict, ev, i: int) -> list[d
 
 def _hooks(s: Session, runs, ckpt, watch, tensorboard, snaps, ref, reference, first_eval, resume, start,
            segments=None):
-    """The hooks of a run, in the order they see each chunk. ``segments`` is
-    (earlier segments, a callable giving this one so far) for runs with checkpoints."""
+    """The hooks of a run, in the order they see each chunk. ``segments``: core/segments.py."""
     cfg, run0 = s.cfg, runs[0]
     hooks: list[H.Hook] = [H.MetricsHook(runs)]
     if watch is not None:
@@ -214,7 +215,7 @@ def _hooks(s: Session, runs, ckpt, watch, tensorboard, snaps, ref, reference, fi
     if ckpt is not None:
         hooks.append(H.CheckpointHook(ckpt, cfg.train.steps, cfg.train.ckpt_every, ref))
         if segments is not None:
-            hooks.append(_SegmentsHook(run0, ckpt, *segments))
+            hooks.append(G.SegmentsHook(run0, ckpt, *segments))
     hooks.append(H.StopGuard(None if run0 is None else run0.path))
     return hooks
 
@@ -230,55 +231,18 @@ class _Progress:
     def tokens_per_s(self, fallback: float) -> float:
         return self.steady_tokens / self.steady_s if self.steady_s > 0 else fallback
 
-    def segment(self, start: int, t_start: float, tokens_per_step: int) -> dict:
-        """This segment (one call of train: the fresh start or one resume) so far; the
-        summary adds up the segments of a run (docs/file-formats.md, summary.json)."""
-        return {"from_step": start, "to_step": self.step,
-                "wall_s": time.perf_counter() - t_start,
-                "tokens": (self.step - start) * tokens_per_step,
-                "train_tokens": self.steady_tokens, "train_s": self.steady_s}
-
-
-# Where a run keeps the timing of its segments, rewritten at every checkpoint: a resume
-# reads it, so the summary's wall_s and tokens_per_s cover every segment, not the last.
-SEGMENTS_FILE = "segments.json"
-
-
-class _SegmentsHook(H.Hook):
-    """After each checkpoint: RUN/segments.json = the earlier segments and this one so far."""
-
-    def __init__(self, run, ckpt, earlier: list[dict], current: Callable[[], dict]):
-        self.run, self.ckpt, self.earlier, self.current = run, ckpt, earlier, current
-
-    def chunk(self, c):
-        if self.ckpt.latest_step() == c.step:
-            self.run.write_json(SEGMENTS_FILE, {"checkpoint_step": c.step,
-                                                "segments": [*self.earlier, self.current()]})
-
-
-def _earlier_segments(run, start: int) -> list[dict]:
-    """The segments before a resume from the checkpoint of ``start``, as written with the
-    checkpoints ([] for a run that has none recorded)."""
-    from knobsim.io.rundir import read_json
-
-    path = run.path / SEGMENTS_FILE
-    if not path.is_file():
-        return []
-    return [g for g in read_json(path).get("segments", []) if g.get("from_step", 0) < start]
-
 
 def _run_chunks(s: Session, hooks, prog: _Progress, next_stop, ref, watched, on_chunk) -> None:
     tc = s.cfg.train
     per_step, n_seeds = tc.tokens_per_step, len(s.seeds)
-    first = True
+    begin = prog.step
     while prog.step < tc.steps:
         stop = next_stop(prog.step) if watched else min(prog.step + tc.chunk, tc.steps)
         n = stop - prog.step
         metrics, watch_out, dt = s.run_chunk(n, ref, watched)
-        if not first:  # the first chunk of every segment (a fresh start or a resume) compiles
+        if prog.step > begin:  # the first chunk of every segment (the start, a resume) compiles
             prog.steady_tokens += n * per_step * n_seeds
             prog.steady_s += dt
-        first = False
         prog.step += n
         ev = None
         if prog.step % tc.eval_every == 0 or prog.step == tc.steps:
@@ -350,10 +314,9 @@ def _train(cfg, seeds, runs, on_chunk, lang, vmapped, watch=None, tensorboard=Fa
         first_eval = np.array([rows0[0]["eval_loss"]]) if resume else s.evaluate(s.state.params)
         snaps = set(knobs.snapshot_steps(cfg.train.steps)) if watch is not None and watch.snapshots else set()
         prog = _Progress(start, first_eval)
-        per_step_all = cfg.train.tokens_per_step * len(seeds)
-        earlier = _earlier_segments(runs[0], start) if resume else []
-        segments = None if ckpt is None else (
-            earlier, lambda: prog.segment(start, t_start, per_step_all))
+        earlier = G.earlier_segments(runs[0], start) if resume else []
+        this_segment = functools.partial(G.segment, prog, start, t_start, cfg.train.tokens_per_step * len(seeds))
+        segments = None if ckpt is None else (earlier, this_segment)
         hooks = _hooks(s, runs, ckpt, watch, tensorboard, snaps, ref, reference, first_eval, resume, start,
                        segments)
         if not resume:
@@ -363,8 +326,7 @@ def _train(cfg, seeds, runs, on_chunk, lang, vmapped, watch=None, tensorboard=Fa
         _run_chunks(s, hooks, prog, next_stop, ref, watch is not None, on_chunk)
         if prog.chunk_losses is None:  # resumed from the final checkpoint: nothing to train
             prog.chunk_losses, prog.last_eval = _losses_from_log(rows0, cfg, next_stop, watch is not None)
-        segs = [*earlier, prog.segment(start, t_start, per_step_all)]
-        timing = _timing(segs)
+        timing = G.timing([*earlier, this_segment()])
         tokens_per_s = timing["tokens_per_s"]
         watch_hook = next((h for h in hooks if isinstance(h, H.WatchHook)), None)
         last_watch = None if watch_hook is None else watch_hook.last
@@ -374,24 +336,6 @@ def _train(cfg, seeds, runs, on_chunk, lang, vmapped, watch=None, tensorboard=Fa
     if not vmapped and prog.step > start and math.isfinite(tokens_per_s) and cfg.dtype == "float32":
         hardware.record_mfu(cfg.model.arch, cfg.model.n_params_total, summaries[0]["mfu"], tokens_per_s)
     return summaries
-
-
-def _timing(segments: list[dict]) -> dict:
-    """The summary's timing over every segment of a run: wall_s is their wall time added
-    up (compilation, evaluation and checkpoints included); tokens_per_s is the tokens of
-    every chunk after a segment's first (which compiles) over the seconds they took; with
-    no such chunk, all tokens trained over all wall time (nan when nothing was trained)."""
-    wall = float(sum(g["wall_s"] for g in segments))
-    train_s = float(sum(g["train_s"] for g in segments))
-    train_tokens = int(sum(g["train_tokens"] for g in segments))
-    tokens = int(sum(g["tokens"] for g in segments))
-    if train_s > 0:
-        tps = train_tokens / train_s
-    else:
-        tps = tokens / wall if tokens and wall > 0 else float("nan")
-    return {"wall_s": wall, "tokens_per_s": tps, "train_s": train_s, "train_tokens": train_tokens,
-            "segments": [{k: g[k] for k in ("from_step", "to_step", "wall_s", "train_s", "train_tokens")}
-                         for g in segments]}
 
 
 def _unstack(tree, n: int) -> list:
@@ -407,7 +351,7 @@ def _summaries(s: Session, runs, prog: _Progress, first_eval, timing: dict, refe
     peak = hardware.peak_flops(cfg.dtype) * n_devices
     f6n, fattn = flops_per_token(cfg)
     floor = lang.entropy_rate
-    tokens_per_s = timing["tokens_per_s"]
+    tokens_per_s = timing["tokens_per_s"]  # all seeds together when vmapped; every segment
     summaries = []
     # One copy to the host, sliced there (an op per leaf and seed on the device compiled a
     # slice per shape).
@@ -434,7 +378,6 @@ def _summaries(s: Session, runs, prog: _Progress, first_eval, timing: dict, refe
             "unigram_loss": lang.unigram_loss,
             "bigram_loss": lang.bigram_loss,
             "lr": cfg.optim.lr,
-            "tokens_per_s": tokens_per_s,  # all seeds together when vmapped; every segment
             "mfu": f6n * tokens_per_s / peak,
             "mfu_with_attention": fattn * tokens_per_s / peak,
             "peak_flops": peak,
@@ -442,10 +385,7 @@ def _summaries(s: Session, runs, prog: _Progress, first_eval, timing: dict, refe
             "dtype": cfg.dtype,
             "devices": n_devices,
             "n_seeds_together": len(s.seeds),
-            "wall_s": timing["wall_s"],  # every segment (a fresh start and each resume)
-            "train_s": timing["train_s"],
-            "train_tokens": timing["train_tokens"],
-            "segments": timing["segments"],
+            **timing,  # wall_s, tokens_per_s, train_s, train_tokens, segments: every segment
         }
         if last_watch is not None:  # the last recorded global knob statistics
             summary["knobs"] = {"reference": reference,
