@@ -18,7 +18,10 @@ from knobsim.errors import KnobsimError
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Where the figures go (default: RUN/figures).")
 @click.option("--no-gif", is_flag=True, help="Skip the animated dials (the slowest figure).")
-def watch(run, out, no_gif):
+@click.option("--no-knowledge", is_flag=True,
+              help="Skip knowledge.json and knowledge.png: which words the model knows (it reads "
+                   "~1M characters of the language with the final weights).")
+def watch(run, out, no_gif, no_knowledge):
     """Draw a run's knobs: trajectories, drift, update/weight ratios, histograms, spectra,
     the knobs that moved most, and an animated GIF of dials.
 
@@ -34,10 +37,38 @@ def watch(run, out, no_gif):
     console = _err_console()
     for line in headline(res["record"]):
         console.print(line)
-    for p in res["written"]:
+    written, skipped = list(res["written"]), list(res["skipped"])
+    if not no_knowledge:
+        k = _knowledge(Path(run), res["record"].path, out or res["record"].path / "figures", written, skipped)
+        if k is not None:
+            console.print(f"  knows ~{k['k_eff']:,.0f} words: an ideal learner of the {k['k_eff']:,.0f} most "
+                          f"frequent words matches its loss ({k['model_nats_per_char']:.4f} nats/char "
+                          f"on {k['occurrences']:,} words)")
+    for p in written:
         console.print(f"  wrote {p}")
-    for why in res["skipped"]:
+    for why in skipped:
         console.print(f"  [yellow]skipped[/] {why}")
+
+
+def _knowledge(run: Path, path: Path, out: Path, written: list, skipped: list) -> dict | None:
+    """RUN/knowledge.json (measured once per final weights) and figures/knowledge.png."""
+    from knobsim.io.rundir import read_json, write_json_atomic
+    from knobsim.watch.knowledge import plot_knowledge
+
+    params, target = path / "params.npz", path / "knowledge.json"
+    if not params.exists():
+        skipped.append("knowledge: the run has no final weights (params.npz) yet")
+        return None
+    if target.exists() and target.stat().st_mtime >= params.stat().st_mtime:
+        k = read_json(target)
+    else:
+        from knobsim.core.knowledge import measure_knowledge
+
+        k = measure_knowledge(path)
+        write_json_atomic(target, k)
+        written.append(target)
+    written.append(plot_knowledge(k, Path(out)))
+    return k
 
 
 @click.command()

@@ -71,23 +71,33 @@ def coder(lang: Language, k: int) -> Coder:
     return Coder(k=k, spell=spell, known_escape=escape, unknown_q=unknown_q)
 
 
-def code_lengths(lang: Language, c: Coder, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+def code_lengths(lang: Language, c: Coder, prev: np.ndarray, nxt: np.ndarray,
+                 next_unknown: bool = False) -> np.ndarray:
     """Nats the ideal learner spends on word `nxt` (and its space) after word `prev`.
 
     Straight from the definition, one word pair at a time (vectorised): the reference that
-    `ideal_loss`'s closed-form sums are tested against, and what per-word figures use."""
+    `ideal_loss`'s closed-form sums are tested against, and what per-word figures use.
+    ``next_unknown`` prices every next word as if it were unknown (escape + spelling)."""
     prev, nxt = np.asarray(prev), np.asarray(nxt)
-    k = c.k
-    known_prev, known_next = prev < k, nxt < k
-    with np.errstate(divide="ignore"):
-        exact = -lang.transition_logprob(prev, nxt)  # known previous word and known next
-        if k < len(lang.words):
-            q_unk = c.unknown_q[k:].sum()
-            after_unknown = np.where(known_next, -np.log(c.unknown_q[nxt]), -np.log(q_unk) + c.spell[nxt])
-        else:
-            after_unknown = exact
-    after_known = np.where(known_next, exact, c.known_escape[np.minimum(prev, len(c.spell) - 1)] + c.spell[nxt])
+    k, n = c.k, len(lang.words)
+    known_prev = prev < k
+    known_next = np.zeros(nxt.shape, bool) if next_unknown else nxt < k
+    spell = c.spell if k < n else _coder_spell(lang, n - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        exact = -lang.transition_logprob(prev, nxt)  # what a learner that knows both pays
+        q = c.unknown_q if k < n else np.zeros(n)
+        escape_u = -np.log(q[k:].sum()) if k < n else np.inf
+        after_unknown = np.where(known_next, -np.log(np.where(q[nxt] > 0, q[nxt], 1.0)), escape_u + spell[nxt])
+        escape_k = c.known_escape[np.minimum(prev, n - 1)] if k < n else np.full(prev.shape, np.inf)
+        if next_unknown and k == n:  # everything is known: price the escape as at K = V - 1
+            last = coder(lang, n - 1)
+            escape_k = last.known_escape[prev]
+        after_known = np.where(known_next, exact, escape_k + spell[nxt])
     return np.where(known_prev, after_known, after_unknown)
+
+
+def _coder_spell(lang: Language, k: int) -> np.ndarray:
+    return coder(lang, k).spell
 
 
 def _xlogx(p: np.ndarray) -> np.ndarray:

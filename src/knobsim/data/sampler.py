@@ -97,15 +97,21 @@ def sample_words(tables: Tables, key: jax.Array, batch: int, n_words: int) -> ja
     return jnp.concatenate([first[None].astype(jnp.int32), rest], axis=0).T
 
 
-def spell(tables: Tables, words: jax.Array, n_chars: int) -> jax.Array:
-    """Characters 0..n_chars-1 of the text 'w0 w1 w2 ...' for each row of word ids."""
+def spell_with_index(tables: Tables, words: jax.Array, n_chars: int) -> tuple[jax.Array, jax.Array]:
+    """Characters 0..n_chars-1 of the text 'w0 w1 w2 ...' for each row of word ids, and for
+    each character the index (in its row) of the word it belongs to (a word's space is its)."""
     span = tables.lengths[words] + 1  # (B, W) chars per word incl. its space
     ends = jnp.cumsum(span, axis=1)  # exclusive end of each word
     t = jnp.arange(n_chars)
     widx = jnp.sum(ends[:, None, :] <= t[None, :, None], axis=-1)  # (B, n_chars)
     starts = jnp.take_along_axis(ends - span, widx, axis=1)
     word = jnp.take_along_axis(words, widx, axis=1)
-    return tables.spelling[word, t[None, :] - starts]  # the pad column is the space
+    return tables.spelling[word, t[None, :] - starts], widx  # the pad column is the space
+
+
+def spell(tables: Tables, words: jax.Array, n_chars: int) -> jax.Array:
+    """Characters 0..n_chars-1 of the text 'w0 w1 w2 ...' for each row of word ids."""
+    return spell_with_index(tables, words, n_chars)[0]
 
 
 def sample_batch(tables: Tables, key: jax.Array, batch: int, seq: int, n_words: int) -> jax.Array:
