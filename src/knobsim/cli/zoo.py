@@ -1,14 +1,13 @@
 """`knobsim zoo` and `knobsim count`: published models and your own designs, counted exactly.
 
 Thin: options are parsed and checked here, all numbers come from :mod:`knobsim.zoo`; this
-module only lays them out as rich tables or JSON. Every table fits 80 columns.
+module only lays them out as rich tables or JSON. Every table fits 80 columns; the tables
+of all rows are in :mod:`knobsim.cli.zoo_tables`.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import sys
 
 import click
 from rich import box
@@ -16,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from knobsim import zoo as Z
+from knobsim.cli.zoo_tables import console, machine_line, print_tables
 from knobsim.config import parse_count
 from knobsim.errors import KnobsimError
 
@@ -29,27 +29,6 @@ MFU_OPTION = click.option(
     f"trained, {Z.ASSUMED_MFU:g} ({Z.fmt_mfu(Z.ASSUMED_MFU)}), an assumption]",
 )
 
-# Every table is laid out to fit this many columns: piped output, a notebook and an
-# 80-column terminal show all of it, with no name or number cut.
-WIDTH = 80
-
-
-def _console() -> Console:
-    # A wider terminal lets prose lines run longer. A narrower one still gets 80: the
-    # terminal then wraps lines, which cuts nothing, where rich would cut cells with "…".
-    # Piped output is 80 wide whatever the terminal (rich would read the terminal's size).
-    cols = shutil.get_terminal_size((WIDTH, 24)).columns if sys.stdout.isatty() else WIDTH
-    return Console(width=max(WIDTH, cols))
-
-
-def _table(title: str, caption: str | None = None) -> Table:
-    # No outer edge, padding collapsed: columns are two spaces apart.
-    return Table(
-        title=title, caption=caption, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-        collapse_padding=True, title_justify="left", caption_justify="left",
-        title_style="bold", caption_style="dim",
-    )
-
 
 def _echo_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2))
@@ -59,156 +38,8 @@ def _echo_json(obj) -> None:
 # knobsim zoo
 
 
-def _note_numbers() -> dict[str, int]:
-    """Footnote number of each distinct note, in table order; shared notes share a number."""
-    numbers: dict[str, int] = {}
-    for m in Z.MODELS:
-        for note in m.notes:
-            numbers.setdefault(note, len(numbers) + 1)
-    return numbers
-
-
-def _marked(m: Z.Model, numbers: dict[str, int]) -> str:
-    if not m.notes:
-        return m.name
-    return f"{m.name} [{','.join(str(numbers[n]) for n in m.notes)}]"
-
-
-def _rows(t: Table, cells) -> Table:
-    """One row per model, from ``cells(model)``; a rule between families."""
-    family = None
-    for m in Z.MODELS:
-        if family is not None and m.family != family:
-            t.add_section()
-        family = m.family
-        t.add_row(*cells(m))
-    return t
-
-
-def _params_table(numbers: dict[str, int]) -> Table:
-    t = _table(
-        "Parameters, counted exactly from each architecture",
-        "✓ = equals the released checkpoint to the parameter (GPT-3's weights were never "
-        "released). vs pub. = exact / published - 1. Embed. = token and position "
-        "embeddings and an untied unembedding; Non-emb. = the rest. \\[n] = note n below.",
-    )
-    t.add_column("Model", no_wrap=True)
-    t.add_column("Published", justify="right")
-    t.add_column("Exact count", justify="right", no_wrap=True)
-    t.add_column("vs pub.", justify="right")
-    t.add_column("Embed.", justify="right")
-    t.add_column("Non-emb.", justify="right")
-
-    def cells(m: Z.Model):
-        p = Z.model_report(m)["params"]
-        if m.official is None:
-            exact = f"[bold]{p['total']:,}[/]  "
-        elif m.official == p["total"]:
-            exact = f"[bold]{p['total']:,}[/] [green]✓[/]"
-        else:  # the tests forbid this; make it loud if the data ever drifts
-            exact = f"[bold]{p['total']:,}[/] [red]✗ ckpt {m.official:,}[/]"
-        rel = p["total"] / m.published_params - 1
-        return (_marked(m, numbers), m.published, exact, Z.fmt_relative(rel),
-                Z.fmt_count(p["embedding"]), Z.fmt_count(p["nonembedding"]))
-
-    return _rows(t, cells)
-
-
-def _shape_table() -> Table:
-    t = _table(
-        "Architecture, and the memory its weights take",
-        "L layers, d width, h query heads (/kv key-value heads, x head width where it is "
-        "not d/h), ff MLP width (per branch when gated). Memory is weights only: bf16 = 2 "
-        "bytes/param (fp32 twice that); AdamW = training in fp32, 16 bytes/param (weights, "
-        "gradients, 2 moments), activations not included. 1 GB = 10^9 bytes.",
-    )
-    t.add_column("Model", no_wrap=True)
-    t.add_column("Year", justify="right")
-    t.add_column("Architecture", no_wrap=True, style="dim")
-    t.add_column("bf16", justify="right", no_wrap=True)
-    t.add_column("AdamW", justify="right", no_wrap=True)
-
-    def cells(m: Z.Model):
-        mem = Z.model_report(m)["memory_bytes"]
-        return (m.name, str(m.year), Z.spec_summary(m.spec), Z.fmt_bytes(mem["bf16"]),
-                Z.fmt_bytes(mem["adamw_fp32_train"]))
-
-    return _rows(t, cells)
-
-
-def _compute_table(tp: Z.Throughput) -> Table:
-    t = _table(
-        "Training compute C = 6·N·D FLOP, and how long this machine would take",
-        f"N = total parameters (first table). D pub. = published training tokens (- = not "
-        f"published); D = 20 N is compute-optimal (Hoffmann et al. 2022). {_machine_line(tp)}.",
-    )
-    t.add_column("Model", no_wrap=True)
-    t.add_column("D pub.", justify="right", no_wrap=True)
-    t.add_column("C = 6ND", justify="right", no_wrap=True)
-    t.add_column("Time here", justify="right", no_wrap=True)
-    t.add_column("C, D = 20 N", justify="right", no_wrap=True)
-    t.add_column("Time here", justify="right", no_wrap=True)
-
-    def cells(m: Z.Model):
-        c = Z.model_report(m, tp)["compute"]
-        pub, chin = c["published"], c["chinchilla"]
-        return (
-            m.name,
-            Z.fmt_tokens(pub["tokens"]) if pub else "-",
-            Z.fmt_flop(pub["flop"]) if pub else "",
-            Z.fmt_duration(pub["seconds_here"], short=True) if pub else "",
-            Z.fmt_flop(chin["flop"]),
-            Z.fmt_duration(chin["seconds_here"], short=True),
-        )
-
-    return _rows(t, cells)
-
-
-def _machine_line(tp: Z.Throughput) -> str:
-    return (f"This machine: {Z.fmt_rate(tp.peak_flops)} measured fp32 matmul peak x MFU "
-            f"{Z.fmt_mfu(tp.mfu)} ({tp.mfu_source}) = {Z.fmt_rate(tp.flops)} sustained")
-
-
-def _reported_table() -> Table:
-    t = _table("Not computed from an architecture: reported estimates, knobsim's small end, "
-               "and the brain")
-    t.add_column("Row", no_wrap=True)
-    t.add_column("Figure", justify="right", no_wrap=True)
-    t.add_column("What it is, and its source")
-    label = {
-        "estimate": "[yellow]reported estimate[/]",
-        "knobsim": "[cyan]knobsim family[/]",
-        "biology": "[magenta]biology: not comparable 1:1[/]",
-    }
-    kind = None
-    for r in Z.REPORTED:
-        if kind is not None and r.kind != kind:
-            t.add_section()
-        kind = r.kind
-        # A command on a line of its own, so that it is never broken across lines.
-        detail = f"{r.note} Try:\n[bold]{r.command}[/]" if r.command else f"{r.source} {r.note}"
-        t.add_row(r.name, f"{r.figure}\n[dim]{r.unit}[/]", f"{label[r.kind]}. {detail.strip()}")
-    return t
-
-
-def _print_tables(tp: Z.Throughput) -> None:
-    con = _console()
-    numbers = _note_numbers()
-    for table in (_params_table(numbers), _shape_table(), _compute_table(tp), _reported_table()):
-        con.print(table)
-        con.print()
-    con.print("[bold]Notes[/]")
-    for note, k in numbers.items():
-        con.print(f" [{k}] {note}", highlight=False, markup=False)
-    con.print(
-        "\nOne model in full, with its sources: `knobsim zoo NAME` (e.g. gpt2-small, "
-        "llama-3.1-8b; add --json for every number). Your own design: `knobsim count --help`.",
-        highlight=False, markup=False,
-    )
-
-
 def _print_model(r: dict) -> None:
-    con = _console()
+    con = console()
     con.print(f"[bold]{r['name']}[/] ({r['year']})  key: {r['key']}")
     _print_breakdown(con, r)
     pub, off = r["published"], r["official_exact"]
@@ -276,7 +107,7 @@ def _print_cost(con: Console, r: dict) -> None:
                   f"C = 6ND = {Z.fmt_flop(e['flop'])} FLOP{here}", highlight=False)
     if m:
         tp = Z.Throughput(m["peak_flops"], m["mfu"], m["mfu_source"])
-        con.print(f"{_machine_line(tp)}.", highlight=False)
+        con.print(f"{machine_line(tp)}.", highlight=False)
 
 
 @click.command()
@@ -302,7 +133,7 @@ def zoo(name: str | None, as_json: bool, mfu: float | None) -> None:
         if as_json:
             _echo_json(r)
         else:
-            con = _console()
+            con = console()
             con.print(f"[bold]{row.name}[/]: {row.figure} {row.unit}  "
                       f"[yellow]({Z.KIND_LABELS[row.kind]})[/]")
             con.print(f"source: {row.source}", highlight=False)
@@ -321,7 +152,7 @@ def zoo(name: str | None, as_json: bool, mfu: float | None) -> None:
             "reported": [Z.reported_report(x) for x in Z.REPORTED],
         })
     else:
-        _print_tables(tp)
+        print_tables(tp)
 
 
 # --------------------------------------------------------------------------------------
@@ -412,6 +243,6 @@ def count(like, vocab, d_model, layers, heads, kv_heads, head_dim, d_ff, gated, 
     if as_json:
         _echo_json(r)
     else:
-        con = _console()
+        con = console()
         _print_breakdown(con, r)
         _print_cost(con, r)

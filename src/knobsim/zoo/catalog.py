@@ -5,9 +5,8 @@ nothing is typed in. Where a released checkpoint exists, its exact parameter cou
 sum of its tensor sizes) is kept beside the row so the tests can check the computation
 against it to the parameter.
 
-Rows that have no published architecture (GPT-4, "frontier" models) are kept apart as
-reported estimates, with no breakdown; the brain's neurons and synapses are a reference,
-not a parameter count.
+Rows without a published architecture (GPT-4, "frontier" models) are reported estimates,
+with no breakdown; the brain's neurons and synapses are a reference, not a parameter count.
 """
 
 from __future__ import annotations
@@ -23,15 +22,9 @@ from knobsim.models.counting import DecoderSpec
 # --------------------------------------------------------------------------------------
 # The rows
 
-# The explainer knobsim grew from, which some rows quote: "Understanding Parameters and
-# Weights in LLMs", slide notes in two parts. The first has the table "Explosion of
-# Parameters in LLMs" (GPT-1 117M ... GPT-4 1.76T, frontier models ~10T estimated), an
-# "Open Source Models" table (Gemma 2B ... Llama 3.1 405B) and the small end (linear
-# models of 20-200 parameters, early deep networks of ~200,000); the second, "Human
-# Neurons vs AI Model Weights", the brain's ~86 billion neurons and ~100 trillion
-# synapses. It is not part of this repository and cites no sources of its own.
-EXPLAINER = ('"Understanding Parameters and Weights in LLMs" (the slide notes knobsim grew '
-             'from)')
+# The explainer knobsim grew from, quoted by some rows: slide notes (not in this repository;
+# no sources) with the tables "Explosion of Parameters in LLMs" and "Open Source Models".
+EXPLAINER = '"Understanding Parameters and Weights in LLMs" (the slide notes knobsim grew from)'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -324,8 +317,8 @@ REPORTED: tuple[Reported, ...] = (
     Reported(
         key="frontier", name="Frontier models (2024)", kind="estimate", figure="~10T",
         low=1e13, high=1e13, unit="parameters",
-        source=f"The estimate of {EXPLAINER}, table 'Explosion of Parameters in LLMs' "
-        "(it cites no source); no lab has published an architecture or count.",
+        source=f"The estimate of {EXPLAINER}, table 'Explosion of Parameters in LLMs' (no "
+        "source given); no lab has published an architecture or count.",
         aliases=("frontier-models",),
     ),
     Reported(
@@ -399,10 +392,9 @@ def find(name: str) -> Model | Reported:
         norm = {_norm_name(k): k for k in keys}
         hit = difflib.get_close_matches(_norm_name(name), list(norm), n=3, cutoff=0.5)
         close = [norm[h] for h in hit]
+    hint = ""
     if close:
         quoted = [f"'{c}'" for c in close]
         alts = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
         hint = f"did you mean {alts}? "
-    else:
-        hint = ""
     raise KnobsimError(f"unknown model '{name}': {hint}`knobsim zoo` lists them all")
