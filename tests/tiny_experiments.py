@@ -20,6 +20,8 @@ EXPERIMENTS = {
     "data_scaling": ("data_scaling.png", ("results", "unlimited", "pools")),
     "zipf_exponent": ("zipf_exponent.png", ("per_zipf", "d_alpha_d_zipf")),
     "isoflop": ("isoflop.png", ("a_approach2", "a_approach2_ci", "a_approach3", "per_budget")),
+    "ideal_learner": ("ideal_learner.png", ("E_rel_error", "alpha", "slope_spread", "entropy_floor",
+                                            "english_E_rel_error", "scale-free", "english")),
 }
 
 
