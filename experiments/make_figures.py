@@ -1,6 +1,7 @@
-"""Regenerate the README's three pictures in docs/figures/ (`make figures`, about 15 min on
+"""Regenerate the README's four pictures in docs/figures/ (`make figures`, about 15 min on
 a 2-core CPU).
 
+    explosion.png        experiments/explosion.py --quick: 20 knobs to ~10T, and the brain (reuses l_of_n's runs)
     l_of_n.png           experiments/scaling_params.py --quick: L(N), the exact floor, the fit band
     learning_curves.png  experiments/learning_curves.py --quick: every size against compute
     dials.gif            `knobsim train --params 1e5` then `knobsim watch`: knobs turning
@@ -78,6 +79,7 @@ def main() -> None:
     ap.parse_args()
     DOCS.mkdir(parents=True, exist_ok=True)
     _shrink_png(_experiment("scaling_params", "scaling_params.png"), DOCS / "l_of_n.png")
+    _shrink_png(_experiment("explosion", "explosion.png"), DOCS / "explosion.png")
     _shrink_png(_experiment("learning_curves", "learning_curves.png"), DOCS / "learning_curves.png")
     _shrink_gif(_dials(), DOCS / "dials.gif")
     for p in sorted(DOCS.iterdir()):
