@@ -187,6 +187,26 @@ def test_other_settings_train_new_runs_beside_the_old(done):
     assert res.trained == 1 and len(res.rows) == 5  # D=96 is a new run, not a finished one
 
 
+def test_a_folder_with_runs_on_another_language_keeps_them_out_of_the_table(done, tmp_path, capsys):
+    """A sweep rerun after the language changed trains beside the old runs; its table (and
+    fits) hold only its own language's runs, and it says what it left out."""
+    import dataclasses
+    import shutil
+
+    from knobsim.config import LanguageConfig
+
+    out, settings, _ = done
+    copy = tmp_path / "sweep"
+    shutil.copytree(out, copy)
+    other = dataclasses.replace(settings, language=LanguageConfig(n_words=300, zipf=1.5))
+    res = S.run_sweep(_points(), other, copy)
+    assert res.trained == 4 and len(res.rows) == 4
+    assert {r["zipf"] for r in res.rows} == {1.5}
+    assert "on another language" in capsys.readouterr().err
+    back = S.run_sweep(_points(), settings, copy)  # the old language again: its own 4 rows
+    assert back.trained == 0 and {r["zipf"] for r in back.rows} == {settings.language.zipf}
+
+
 def test_tune_lr_keeps_the_best_of_the_grid(tmp_path):
     pts = _points(budgets=(100,), seeds=1)
     settings = S.Settings(arch="linear", batch=2, seq=8, tune_lr=True, lr_grid=(0.1, 3.0),

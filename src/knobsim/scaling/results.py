@@ -56,11 +56,30 @@ def _row(run: Path) -> dict | None:
     }
 
 
+def _sweep_language(out: Path) -> dict | None:
+    """The language the sweep in `out` was last asked for (its sweep.json), if any."""
+    manifest = Path(out) / "sweep.json"
+    if not manifest.is_file():
+        return None
+    return record.read_json(manifest).get("settings", {}).get("language")
+
+
 def build_table(out: Path, sub: str = "runs") -> list[dict]:
-    """One row per finished run under out/sub, sorted by (arch, N, D, pool, seed)."""
+    """One row per finished run under out/sub, sorted by (arch, N, D, pool, seed).
+
+    Only runs on the sweep's language (sweep.json) count: a folder that also holds runs on
+    another language (an earlier sweep, before a default changed) would otherwise mix two
+    floors in one fit. Those runs stay on disk, left out of the table with a warning."""
     base = Path(out) / sub
     rows = [r for r in (_row(p) for p in sorted(base.iterdir()) if p.is_dir())
             if r is not None] if base.is_dir() else []
+    language = _sweep_language(out)
+    if language is not None:
+        other = [r for r in rows if record.read_json(Path(r["run_dir"]) / "config.json")["language"] != language]
+        if other:
+            record.warn(f"{len(other)} finished run(s) in {base} are on another language than this "
+                        f"sweep's (e.g. {Path(other[0]['run_dir']).name}); left out of results.csv")
+            rows = [r for r in rows if r not in other]
     return sorted(rows, key=lambda r: (r["arch"], r["n_params_total"], r["tokens"],
                                        r["pool_tokens"], r["lr"], r["tag"], r["seed"]))
 
