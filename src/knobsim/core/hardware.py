@@ -21,19 +21,29 @@ def cache_dir() -> Path:
     return Path(os.environ.get("KNOBSIM_CACHE", Path.home() / ".cache" / "knobsim"))
 
 
+def _proc_cpuinfo() -> tuple[str | None, set[str]]:
+    """The first CPU's "model name" and "flags" in /proc/cpuinfo: (None, set()) for what
+    it does not list (other systems, other architectures)."""
+    model, flags = None, None
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if model is None and line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                elif flags is None and line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                if model is not None and flags is not None:
+                    break
+    except OSError:
+        pass
+    return model, flags or set()
+
+
 def machine_id() -> str:
     """A key that changes when the hardware or backend does."""
     import jax
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = _proc_cpuinfo()[0] or platform.processor() or platform.machine()
     dev = jax.devices()[0]
     return f"{platform.node()}|{cpu}|{os.cpu_count()}cpu|{jax.default_backend()}|{dev.device_kind}"
 
@@ -47,17 +57,8 @@ CPU_FLAGS = ("amx_tile", "amx_bf16", "amx_int8", "avx512_bf16", "avx512f", "avx2
 def cpu_info() -> dict:
     """{"model", "cores", "flags"}: the CPU model as /proc/cpuinfo (lscpu) names it, the
     cores this process may use, and which of CPU_FLAGS it has."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and model in ("", platform.machine(), platform.processor()):
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
+    model, flags = _proc_cpuinfo()
+    model = model or platform.processor() or platform.machine()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"model": model, "cores": cores, "flags": [f for f in CPU_FLAGS if f in flags]}
 
