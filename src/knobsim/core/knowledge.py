@@ -96,7 +96,7 @@ def knowledge(lang: Language, prev: np.ndarray, nxt: np.ndarray, model_nats: np.
     ks = np.r_[0, ideal.k_grid(n, 16)]
     sums = np.array([ideal.code_lengths(lang, ideal.coder(lang, int(k)), prev, nxt).sum() for k in ks])
     ideal_per_char = sums / chars  # falls with K (on these occurrences)
-    k_eff = _interpolate_k(ks, ideal_per_char, model_per_char, n)
+    k_eff = ideal.crossing(ks, ideal_per_char, model_per_char, n)
     c = ideal.coder(lang, int(round(k_eff)))
     known = -lang.transition_logprob(prev, nxt)
     unknown = ideal.code_lengths(lang, c, prev, nxt, next_unknown=True)
@@ -128,20 +128,6 @@ def knowledge(lang: Language, prev: np.ndarray, nxt: np.ndarray, model_nats: np.
         "ideal_on_sample": [{"K": int(k), "loss": float(v)} for k, v in zip(ks, ideal_per_char)],
         "bins": bins,
     }
-
-
-def _interpolate_k(ks: np.ndarray, y: np.ndarray, target: float, n: int) -> float:
-    """K where the falling curve y(K) crosses target (log-linear in K between grid points)."""
-    if target >= y[0]:
-        return 0.0
-    if target <= y[-1]:
-        return float(n)
-    i = int(np.argmax(y <= target))
-    k0, k1, y0, y1 = ks[i - 1], ks[i], y[i - 1], y[i]
-    t = (y0 - target) / (y0 - y1)
-    if k0 == 0:
-        return float(k1 * t)
-    return float(np.exp(np.log(k0) + t * (np.log(k1) - np.log(k0))))
 
 
 def measure_knowledge(run: Path, chars: int = KNOWLEDGE_CHARS) -> dict:

@@ -77,27 +77,23 @@ def code_lengths(lang: Language, c: Coder, prev: np.ndarray, nxt: np.ndarray,
 
     Straight from the definition, one word pair at a time (vectorised): the reference that
     `ideal_loss`'s closed-form sums are tested against, and what per-word figures use.
-    ``next_unknown`` prices every next word as if it were unknown (escape + spelling)."""
+    ``next_unknown`` prices every next word as if it were unknown (escape + spelling); at
+    K = V that is the learner of V - 1 words' price."""
     prev, nxt = np.asarray(prev), np.asarray(nxt)
-    k, n = c.k, len(lang.words)
+    n = len(lang.words)
+    if c.k == n:
+        if not next_unknown:
+            return -lang.transition_logprob(prev, nxt)
+        c = coder(lang, n - 1)
+    k = c.k
     known_prev = prev < k
     known_next = np.zeros(nxt.shape, bool) if next_unknown else nxt < k
-    spell = c.spell if k < n else _coder_spell(lang, n - 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        exact = -lang.transition_logprob(prev, nxt)  # what a learner that knows both pays
-        q = c.unknown_q if k < n else np.zeros(n)
-        escape_u = -np.log(q[k:].sum()) if k < n else np.inf
-        after_unknown = np.where(known_next, -np.log(np.where(q[nxt] > 0, q[nxt], 1.0)), escape_u + spell[nxt])
-        escape_k = c.known_escape[np.minimum(prev, n - 1)] if k < n else np.full(prev.shape, np.inf)
-        if next_unknown and k == n:  # everything is known: price the escape as at K = V - 1
-            last = coder(lang, n - 1)
-            escape_k = last.known_escape[prev]
-        after_known = np.where(known_next, exact, escape_k + spell[nxt])
+    q = c.unknown_q
+    with np.errstate(divide="ignore"):
+        after_known = np.where(known_next, -lang.transition_logprob(prev, nxt),
+                               c.known_escape[prev] + c.spell[nxt])
+        after_unknown = np.where(known_next, -np.log(q[nxt]), -np.log(q[k:].sum()) + c.spell[nxt])
     return np.where(known_prev, after_known, after_unknown)
-
-
-def _coder_spell(lang: Language, k: int) -> np.ndarray:
-    return coder(lang, k).spell
 
 
 def _xlogx(p: np.ndarray) -> np.ndarray:
@@ -226,22 +222,26 @@ def learnable_rank(lang: Language, chars: float, seen: int = LEARNABLE_SEEN) -> 
 
 
 def k_effective(lang: Language, loss: float, ks: np.ndarray | None = None) -> float:
-    """The K at which the ideal learner's loss equals `loss` (log-interpolated): the number
-    of words a model with that loss knows, in the ideal learner's currency. 0 when the loss
-    is above L*(0); V when it is at or below the floor."""
+    """The K at which the ideal learner's loss equals `loss`: the number of words a model
+    with that loss knows, in the ideal learner's currency. 0 when the loss is above L*(0);
+    V when it is at or below the floor."""
     n = len(lang.words)
-    ks = k_grid(n, 16) if ks is None else np.asarray(ks)
-    ks = np.r_[0, ks] if ks[0] != 0 else ks
-    y = ideal_curve(lang, ks)
-    if loss >= y[0]:
+    ks = np.r_[0, k_grid(n, 16)] if ks is None else np.asarray(ks)
+    return crossing(ks, ideal_curve(lang, ks), loss, n)
+
+
+def crossing(ks: np.ndarray, y: np.ndarray, target: float, n: int) -> float:
+    """Where the falling curve y(K) (ks[0] = 0, ks[-1] = V = n) crosses target: log-linear
+    in K between grid points (linear from K = 0). 0 above y[0], n at or below y[-1]."""
+    if target >= y[0]:
         return 0.0
-    if loss <= y[-1]:
+    if target <= y[-1]:
         return float(n)
-    i = int(np.searchsorted(-y, -loss))  # y decreasing: first index with y <= loss
+    i = int(np.argmax(y <= target))  # the first grid point at or below the target
     k0, k1, y0, y1 = ks[i - 1], ks[i], y[i - 1], y[i]
+    t = (y0 - target) / (y0 - y1)
     if k0 == 0:
-        return float(k1 * (y0 - loss) / (y0 - y1))
-    t = (y0 - loss) / (y0 - y1)
+        return float(k1 * t)
     return float(np.exp(np.log(k0) + t * (np.log(k1) - np.log(k0))))
 
 
