@@ -105,19 +105,16 @@ def plan_finetune(
 
 
 def _eval_fn(cfg: RunConfig):
-    """params (pytree) -> loss on cfg's language's fixed eval set."""
+    """params (pytree) -> loss on cfg's language's fixed eval set: the run's own eval loss
+    (programs.eval_loss_fn, in its compute dtype), as its training evaluated it."""
     from knobsim.data.language import build_language
     from knobsim.data.sampler import device_tables, words_needed
-    from knobsim.models import sizing
-    from knobsim.core.programs import eval_tokens
-    from knobsim.core.state import loss_fn
+    from knobsim.core.programs import eval_loss_fn, eval_tokens
 
     lang = build_language(cfg.language)
-    tables = device_tables(lang)
-    tok = eval_tokens(cfg, tables, words_needed(lang, cfg.train.seq))
-    apply = functools.partial(sizing.family(cfg.model.arch).apply, shape=cfg.model.shape)
-    f = jax.jit(lambda p: jax.lax.map(lambda t: loss_fn(p, t, apply), tok).mean())
-    return lambda params: float(f(params))
+    tok = eval_tokens(cfg, device_tables(lang), words_needed(lang, cfg.train.seq))
+    f = jax.jit(eval_loss_fn(cfg))
+    return lambda params: float(f(params, tok))
 
 
 def _rel(a: np.ndarray, b: np.ndarray, ord_=None) -> float:

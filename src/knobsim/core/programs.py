@@ -175,6 +175,20 @@ def _watched_chunk_fn(advance, watch: knobs.WatchConfig, sample: dict):
     return watched_chunk
 
 
+def eval_loss_fn(cfg: RunConfig) -> Callable:
+    """(params, eval_tokens_EBT1) -> the mean loss over the fixed eval set (eval_tokens), in
+    the run's compute dtype: the one eval loss of a run (its evaluations and a fine-tune's
+    loss on the run's language). Pure; the caller jits it."""
+    apply = functools.partial(sizing.family(cfg.model.arch).apply, shape=cfg.model.shape)
+    compute = DTYPES[canonical_dtype(cfg.dtype)]
+
+    def eval_loss(params, eval_tokens_EBT1):
+        losses = jax.lax.map(lambda tok: loss_fn(params, tok, apply, compute), eval_tokens_EBT1)
+        return losses.mean()
+
+    return eval_loss
+
+
 def build_programs(cfg: RunConfig, n_words: int, watch: knobs.WatchConfig | None = None) -> Programs:
     fam = sizing.family(cfg.model.arch)
     shape = cfg.model.shape
@@ -196,10 +210,7 @@ def build_programs(cfg: RunConfig, n_words: int, watch: knobs.WatchConfig | None
         watched_chunk = jax.jit(_watched_chunk_fn(advance, watch, sample), static_argnums=5,
                                 donate_argnums=0)
 
-    def eval_loss(params, eval_tokens_EBT1):
-        losses = jax.lax.map(lambda tok: loss_fn(params, tok, apply, compute), eval_tokens_EBT1)
-        return losses.mean()
-
+    eval_loss = eval_loss_fn(cfg)
     return Programs(
         init=jax.jit(functools.partial(fam.init, shape=shape)),
         chunk=jax.jit(chunk, static_argnums=3, donate_argnums=0),
