@@ -28,32 +28,44 @@ class Count(click.ParamType):
             self.fail(str(e).removeprefix(f"{what} "), param, ctx)
 
 
-def language_options(f):
-    """Options that pick the synthetic language (shared by train, data and friends): a preset,
-    then any field of it overridden one by one."""
+def language_options(f=None, *, of_run: bool = False):
+    """Options that pick the synthetic language (train, data, sweep): a preset, then any
+    field of it overridden one by one. ``@language_options(of_run=True)`` (finetune: a shift
+    of a run's language) declares the same options with every default None, "the run's";
+    ``language_changes`` reads them."""
+    if f is None:
+        return lambda g: language_options(g, of_run=of_run)
     from knobsim.config import PRESETS
 
     d = LanguageConfig()
+
+    def default(value: str) -> str:  # what an option left out means, for its help
+        return "[default: the run's]" if of_run else f"[default: the preset's; {value}]"
+
     opts = [
-        click.option("--preset", type=click.Choice(sorted(PRESETS)), default="scale-free",
-                     show_default=True,
-                     help="The language: 'scale-free' (the default) or 'english', knobsim's first, "
-                          "English-like language, on which even a perfect learner's fit misses the "
-                          "floor (docs/language.md). The options below override its fields."),
+        click.option("--preset", type=click.Choice(sorted(PRESETS)),
+                     default=None if of_run else "scale-free", show_default=not of_run,
+                     help=("The new language starts from this preset instead of the run's own; "
+                           "the options below override its fields. [default: the run's language]")
+                     if of_run else
+                     ("The language: 'scale-free' (the default) or 'english', knobsim's first, "
+                      "English-like language, on which even a perfect learner's fit misses the "
+                      "floor (docs/language.md). The options below override its fields.")),
         click.option("--lang-seed", type=int, default=None,
-                     help=f"Seed of the language itself (runs with one seed share a language). [default: {d.seed}]"),
+                     help="Seed of the language itself (runs with one seed share a language). "
+                          + ("[default: the run's]" if of_run else f"[default: {d.seed}]")),
         click.option("--words", "n_words", type=click.IntRange(2), default=None,
-                     help=f"Lexicon size, at most 2^20. [default: the preset's; {d.n_words:,}]"),
+                     help=f"Lexicon size, at most 2^20. {default(f'{d.n_words:,}')}"),
         click.option("--zipf", type=click.FloatRange(0, 4, min_open=True), default=None,
-                     help=f"Zipf exponent of word frequencies. [default: the preset's; {d.zipf:g}]"),
+                     help=f"Zipf exponent of word frequencies. {default(f'{d.zipf:g}')}"),
         click.option("--successors", "n_successors", type=click.IntRange(1), default=None,
-                     help=f"Favourite successors per word. [default: the preset's; {d.n_successors}]"),
+                     help=f"Favourite successors per word. {default(str(d.n_successors))}"),
         click.option("--successor-weight", type=click.FloatRange(0, 1, max_open=True), default=None,
                      help=f"Probability that the next word is one of the favourites. "
-                          f"[default: the preset's; {d.successor_weight:g}]"),
+                          f"{default(f'{d.successor_weight:g}')}"),
         click.option("--syllables-per-decade", type=click.FloatRange(0, 3), default=None,
                      help=f"How much longer words get per decade of rank (word length tied to "
-                          f"surprisal). [default: the preset's; {d.syllables_per_decade:g}]"),
+                          f"surprisal). {default(f'{d.syllables_per_decade:g}')}"),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -73,6 +85,19 @@ def language_from(kw: dict) -> LanguageConfig:
     base = PRESETS[kw.pop("preset", None) or "scale-free"]
     over = {field: kw.pop(opt) for opt, field in _LANG_KEYS.items() if opt in kw}
     return dataclasses.replace(base, **{k: v for k, v in over.items() if v is not None})
+
+
+def language_changes(kw: dict) -> dict:
+    """The options of ``language_options(of_run=True)`` as LanguageConfig fields to change
+    (pops them): every field of --preset if given, then the options given; {} for none."""
+    import dataclasses
+
+    from knobsim.config import PRESETS
+
+    preset = kw.pop("preset", None)
+    out = dataclasses.asdict(PRESETS[preset]) if preset else {}
+    over = {field: kw.pop(opt) for opt, field in _LANG_KEYS.items() if opt in kw}
+    return {**out, **{k: v for k, v in over.items() if v is not None}}
 
 
 def _err_console():

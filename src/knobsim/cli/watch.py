@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from knobsim.cli.options import Count, _err_console, watch_from, watch_options
+from knobsim.cli.options import Count, _err_console, language_changes, language_options, watch_from, watch_options
 from knobsim.cli.train import run_with_progress
 from knobsim.errors import KnobsimError
 
@@ -73,15 +73,7 @@ def _knowledge(run: Path, path: Path, out: Path, written: list, skipped: list) -
 
 @click.command()
 @click.argument("run", type=click.Path(path_type=Path))
-@click.option("--lang-seed", type=int, default=None, help="Seed of the new language.")
-@click.option("--words", "n_words", type=click.IntRange(2, 1 << 20), default=None,
-              help="Lexicon size of the new language.")
-@click.option("--zipf", type=click.FloatRange(0, 4, min_open=True), default=None,
-              help="Zipf exponent of the new language.")
-@click.option("--successors", "n_successors", type=click.IntRange(1), default=None,
-              help="Favourite successors per word in the new language.")
-@click.option("--successor-weight", type=click.FloatRange(0, 1, max_open=True), default=None,
-              help="Probability of a favourite successor in the new language.")
+@language_options(of_run=True)
 @click.option("--tokens", type=Count(), default=None, help="Fine-tune tokens (default: 1/4 of the run's).")
 @click.option("--steps", type=click.IntRange(1), default=None, help="Fine-tune steps (instead of --tokens).")
 @click.option("--batch", type=click.IntRange(1), default=None, help="Sequences per step (default: the run's).")
@@ -92,8 +84,7 @@ def _knowledge(run: Path, path: Path, out: Path, written: list, skipped: list) -
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @watch_options
-def finetune(run, lang_seed, n_words, zipf, n_successors, successor_weight, tokens, steps, batch, lr,
-             seed, out, as_json, quiet, **wkw):
+def finetune(run, tokens, steps, batch, lr, seed, out, as_json, quiet, **kw):
     """Continue RUN from its final weights on a shifted language; report which knobs moved,
     how far compared with pre-training, and how much the original language was forgotten.
 
@@ -105,16 +96,16 @@ def finetune(run, lang_seed, n_words, zipf, n_successors, successor_weight, toke
     import time
 
     from knobsim.io import rundir as record
-    from knobsim.data.language import build_language
+    from knobsim.data.language import build_language, validate_language_config
     from knobsim.core.finetune import finetune as finetune_fn
     from knobsim.core.finetune import plan_finetune
 
-    w, live, tensorboard = watch_from(wkw)
+    language = language_changes(kw)
+    w, live, tensorboard = watch_from(kw)
     if lr is not None and not lr > 0:
         raise KnobsimError(f"--lr must be a positive number, got {lr}")
-    plan = plan_finetune(run, language={"seed": lang_seed, "n_words": n_words, "zipf": zipf,
-                                        "n_successors": n_successors, "successor_weight": successor_weight},
-                         tokens=tokens, steps=steps, batch=batch, lr=lr, seed=seed)
+    plan = plan_finetune(run, language=language, tokens=tokens, steps=steps, batch=batch, lr=lr, seed=seed)
+    validate_language_config(plan.cfg.language)  # before the run directory exists
     if out is None:
         out = Path(run).parent / f"{Path(run).name}-ft-{time.strftime('%Y%m%d-%H%M%S')}"
         rd = record.RunDir.create(out, unique=True)
