@@ -8,6 +8,7 @@ import click
 
 from knobsim.cli.options import Count, language_from, language_options
 from knobsim.errors import KnobsimError
+from knobsim.models import FAMILIES
 
 
 def _floats(text: str, what: str) -> tuple[float, ...]:
@@ -41,7 +42,7 @@ def _seeds(text: str) -> list[int]:
               help="Knob budgets: LOW:HIGH:COUNT log-spaced (1e3:1e6:8) or a list (1e3,1e4,1e5).")
 @click.option("--seeds", default="3", show_default=True, metavar="N|LIST",
               help="Seeds per size: a count (3 = 0,1,2) or a list (0,4,7).")
-@click.option("--arch", type=click.Choice(["transformer", "mlp", "linear"]), default="transformer",
+@click.option("--arch", type=click.Choice(list(FAMILIES)), default="transformer",
               show_default=True, help="Model family.")
 @click.option("--tokens", type=Count(), default=None,
               help="Training tokens per run, the same at every size.")

@@ -9,6 +9,7 @@ import click
 
 from knobsim.config import format_count
 from knobsim.errors import KnobsimError
+from knobsim.models import FAMILIES
 from knobsim.cli.options import (
     Count,
     _err_console,
@@ -102,7 +103,7 @@ def print_summary(console, s: dict, run_path) -> None:
 @click.command()
 @click.option("--params", "budget", type=Count(), default="1e5", show_default=True,
               help="Knob budget: 1e5, 100k, 2.5M or 100000. The shape is chosen to fit it.")
-@click.option("--arch", type=click.Choice(["transformer", "mlp", "linear"]), default="transformer",
+@click.option("--arch", type=click.Choice(list(FAMILIES)), default="transformer",
               show_default=True, help="Model family.")
 @click.option("--tokens", type=Count(), default=None,
               help="Training tokens (default: 20 per knob, within 1M..2M).")
