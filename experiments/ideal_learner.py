@@ -1,8 +1,8 @@
 """L*(K): the ideal learner of the K most frequent words, on the default (scale-free) and the
 English-like language. No training: exact sums over each language's tables.
 
-    python experiments/ideal_learner.py --quick    # both presets, language seed 0: ~10 s
-    python experiments/ideal_learner.py            # + language seeds 0..5 and the levers: ~1 min
+    python experiments/ideal_learner.py --quick    # both presets, language seed 0: ~15 s
+    python experiments/ideal_learner.py            # + language seeds 0..5 and the levers: ~1.5 min
 
 The ideal learner knows the K most frequent words exactly and spells the rest from letter
 frequencies (knobsim.data.ideal). Its loss falls from the letter model's (K = 0) to the
