@@ -60,9 +60,34 @@ def test_transformer_within_ten_percent_from_1e3_to_1e9():
     assert worst < 0.10, worst
 
 
-def test_eval_shape_at_1e9_allocates_nothing():
+def test_eval_shape_at_1e9_allocates_nothing(monkeypatch):
+    """Counting a 1e9-knob model (4 GB of float32) only traces its init. With jit disabled,
+    any path that runs init (directly or under jit) hands it a concrete key, while
+    jax.eval_shape still traces it with abstract values: init must only ever see those. No
+    array outlives the count, and the process's peak memory does not grow by anything like
+    the model's size (numpy buffers of the shapes would show there)."""
+    import resource
+
+    import jax
+
+    real, keys = transformer.init, []
+
+    def traced_only(key, shape):
+        keys.append(key)
+        assert isinstance(key, jax.core.Tracer), "init ran on a concrete key: it allocated the model"
+        return real(key, shape)
+
+    monkeypatch.setattr(transformer, "init", traced_only)
     shape = shape_for_budget("transformer", 10**9, VOCAB, 128)
-    assert abs(count_params("transformer", shape).total - 1e9) / 1e9 < 0.1
+    live = len(jax.live_arrays())
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    with jax.disable_jit():
+        c = count_params("transformer", shape)
+    assert keys, "the count did not go through the family's init"
+    assert abs(c.total - 1e9) / 1e9 < 0.1
+    assert len(jax.live_arrays()) <= live
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_kib) * 1024
+    assert grown < c.total, f"peak memory grew by {grown / 2**30:.1f} GiB while counting"
 
 
 def test_linear_and_mlp_pick_the_nearest_shape():
