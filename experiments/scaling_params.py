@@ -1,11 +1,13 @@
 """L(N): eval loss against parameter count, data effectively unlimited, 3 seeds.
 
     python experiments/scaling_params.py --quick     # 6 sizes 1e3..3.2e5, 1M tokens each: ~4 min
-    python experiments/scaling_params.py             # 7 sizes 1e3..1e6, max(4M, 20 N) tokens: ~3 h (estimate)
+    python experiments/scaling_params.py             # 6 sizes 1e3..3.2e5, max(32M, 200 N) tokens: ~3.5 h (estimate)
 
 Every run samples fresh text from the language at every step (no repetition), so data is
-effectively unlimited; the token budget D is the same for every size in --quick (1M) and
-max(4M, 20 N) in the full mode. Two fits of L(N) = E + A / N^alpha over all runs (each
+effectively unlimited; the token budget D is the same for every size in --quick (1M). The
+full mode gives each size enough text to be capacity-limited, max(32M, 200 N) characters
+(64M at 3.2e5 knobs): the pilot in experiments/results/scaling_pilot found every size still
+gaining >= 1% per doubling of text up to 16M (docs/scaling.md, "Points that measure N"). Two fits of L(N) = E + A / N^alpha over all runs (each
 seed a row), both by knobsim.scaling.fit (Huber on log loss, L-BFGS, 200 bootstrap
 resamples): E free, and E fixed at the language's exact entropy rate (the floor no model
 can beat). N is the total knob count (embeddings included).
@@ -28,11 +30,12 @@ from knobsim.scaling import sweep as S
 
 MODES = {
     # sizes, seeds, tokens per run (None: rule below), bootstrap resamples
-    "full": dict(sizes="1e3:1e6:7", seeds=3, tokens=None, boot=200),
+    "full": dict(sizes="1e3:3.16e5:6", seeds=3, tokens=None, boot=200),
     "quick": dict(sizes="1e3:3.16e5:6", seeds=3, tokens=1_000_000, boot=200),
     "tiny": dict(sizes="200,400,800", seeds=2, tokens=256, boot=6),
 }
-FULL_MIN_TOKENS = 4_000_000  # full mode: D = max(4M, 20 N), Chinchilla's 20 per knob above 2e5
+FULL_MIN_TOKENS = 32_000_000  # full mode: D = max(32M, 200 N), capacity-limited (the pilot)
+FULL_TOKENS_PER_KNOB = 200
 
 
 def points(mode: str):
@@ -42,7 +45,7 @@ def points(mode: str):
         return S.sweep_points(S.parse_sizes(m["sizes"]), m["seeds"], tokens=m["tokens"], **sh)
     pts = []
     for b in S.parse_sizes(m["sizes"]):
-        pts += S.sweep_points([b], m["seeds"], tokens=max(FULL_MIN_TOKENS, 20 * b), **sh)
+        pts += S.sweep_points([b], m["seeds"], tokens=max(FULL_MIN_TOKENS, FULL_TOKENS_PER_KNOB * b), **sh)
     return pts
 
 
@@ -53,6 +56,31 @@ def fits(rows, boot: int):
     free = scaling.fit_power_law(n, loss, var="n", bootstrap=boot)
     fixed = scaling.fit_power_law(n, loss, var="n", floor=floor, bootstrap=boot)
     return free, fixed, floor
+
+
+def _language():
+    from knobsim.data.language import build_language
+
+    return build_language(C.settings("full").language)
+
+
+def known_words(mean_losses) -> list[float]:
+    """K_eff of each size's mean loss: the ideal learner that matches it knows that many
+    words (knobsim.data.ideal; the mapping from knobs to words)."""
+    from knobsim.data import ideal
+
+    lang = _language()
+    ks = np.r_[0, ideal.k_grid(len(lang.words), 16)]
+    curve = ideal.ideal_curve(lang, ks)
+    return [ideal.crossing(ks, curve, float(m), len(lang.words)) for m in mean_losses]
+
+
+def ideal_alpha() -> float:
+    """The ideal learner's own exponent on this language (L*(K) - floor ~ K^-alpha): the
+    measured alpha_N is gamma times it when models know K ~ N^gamma words."""
+    from knobsim.data import ideal
+
+    return ideal.fit_ideal(_language()).alpha
 
 
 def figure(rows, free, fixed, floor, out, title):
@@ -98,6 +126,7 @@ def main():
              f"{len({r['seed'] for r in rows})} seeds, {dtext}, fresh text every step")
     png = figure(rows, free, fixed, floor, a.out, title)
     ns, mean, sd, k = P.seed_stats(rows)
+    keff = known_words(mean)
     C.finish(a, {
         "alpha": free.alpha, "alpha_ci": free.ci.get("alpha"), "r2": free.r2,
         "E_fit": free.E, "E_fit_ci": free.ci.get("E"), "A": free.A,
@@ -108,8 +137,9 @@ def main():
         "decades": float(np.log10(ns.max() / ns.min())),
         "tokens": d, "seeds": sorted({r["seed"] for r in rows}),
         "lr_rule": "optim.default_lr", "batch": rows[0]["batch"], "seq": rows[0]["seq"],
-        "per_size": [{"n_params": int(n), "loss_mean": float(mu), "loss_sd": float(s), "seeds": int(c)}
-                     for n, mu, s, c in zip(ns, mean, sd, k)],
+        "per_size": [{"n_params": int(n), "loss_mean": float(mu), "loss_sd": float(s), "seeds": int(c),
+                      "k_eff": ke} for n, mu, s, c, ke in zip(ns, mean, sd, k, keff)],
+        "ideal_alpha": ideal_alpha(),
         "fit_free": C.fit_dict(free), "fit_floor_fixed": C.fit_dict(fixed),
     }, [png])
 
