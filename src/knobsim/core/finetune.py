@@ -89,7 +89,8 @@ def plan_finetune(
     new_lang = dataclasses.replace(pre.language, **changes)
     if new_lang == pre.language:
         raise KnobsimError("the fine-tune language equals the pre-training one; shift it with "
-                           "--lang-seed, --zipf, --words, --successors or --successor-weight")
+                           "--preset, --lang-seed, --zipf, --words, --successors, --successor-weight "
+                           "or --syllables-per-decade")
     tc = pre.train
     batch = batch or tc.batch
     if tokens is None and steps is None:
