@@ -21,8 +21,8 @@ HERE = Path(__file__).resolve().parent
 # The training shape every experiment uses: 16 sequences of 64 characters per step.
 # Why not train's default 32 x 128: at these sizes runs are limited by optimizer steps,
 # not by context (the word chain is first order, so 64 characters, ~16 words, is ample),
-# and at a fixed token budget the smaller step gives 4x the updates. Measured on this
-# language at 1e5 knobs and 1M tokens: eval loss 2.12 at 32 x 128, 1.64 at 32 x 64, 1.45
+# and at a fixed token budget the smaller step gives 4x the updates. Measured on the first,
+# English-like language (now --preset english) at 1e5 knobs and 1M tokens: eval loss 2.12 at 32 x 128, 1.64 at 32 x 64, 1.45
 # at 16 x 64 (mean of 3 seeds, scaling_params --quick).
 BATCH, SEQ = 16, 64
 TINY = dict(batch=4, seq=16)  # --tiny: 64 tokens per step

@@ -47,7 +47,8 @@ def current_lr(opt_state) -> jax.Array:
 def default_lr(arch: str, n_params: int) -> float:
     """Size-aware default peak learning rate (docs/models.md, "Learning rates").
 
-    Small models want large Adam steps. A grid on this language at 2M tokens
+    Small models want large Adam steps. A grid on the first, English-like language
+    (now --preset english) at 2M tokens
     (benchmarks/tune_lr.py; lr in {0.01, 0.03, 0.06}) found the best eval loss at 0.06 for
     1e3 and 1e4 knobs and 0.01 for 1e5; the rule 0.01 (N / 1e5)^-0.4, kept within
     [1e-3, 0.05], follows that and falls on towards the ~1e-3 of nanoGPT-sized models.
