@@ -209,8 +209,11 @@ def _natural(t: np.ndarray, *, law: str, k: int, e_fixed) -> np.ndarray:
     out = np.full(5, np.nan)
     out[0] = E
     terms = {"n": [(1, 2)], "d": [(3, 4)], "nd": [(1, 2), (3, 4)]}[law]
-    for j, (ic, ip) in enumerate(terms):
-        out[ic], out[ip] = np.exp(t[j]), t[k + j]
+    # A degenerate bootstrap resample can drive log A past float range: A = inf there, which
+    # the percentile intervals (and the too-wide-interval warning) handle; no RuntimeWarning.
+    with np.errstate(over="ignore"):
+        for j, (ic, ip) in enumerate(terms):
+            out[ic], out[ip] = np.exp(t[j]), t[k + j]
     return out
 
 
