@@ -24,7 +24,7 @@ def test_train_end_to_end_writes_a_complete_run(tmp_path):
     r = knobsim("train", "--params", "2k", "--steps", "30", "--batch", "8", "--seq", "32",
                 "--out", str(out), "--lr", "1e-2")
     assert r.returncode == 0, r.stderr
-    assert "entropy floor" in r.stdout and "MFU" in r.stdout
+    assert "entropy floor" in r.stdout and "MFU" in r.stdout and "with attention" in r.stdout
     assert "Traceback" not in r.stderr
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["model"]["arch"] == "transformer" and cfg["train"]["steps"] == 30
@@ -94,6 +94,14 @@ def test_existing_out_is_refused_and_kept(tmp_path, cli):
     assert r.returncode == 2 and "already exists" in r.stderr
     assert (out / "keep.txt").read_text() == "earlier result"
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+def test_a_linear_models_mfu_line_says_nothing_of_attention(tmp_path, cli):
+    r = cli("train", "--arch", "linear", "--params", "200", "--steps", "20", "--out", tmp_path / "lin",
+            "--no-watch")
+    assert r.returncode == 0, r.stderr
+    (line,) = [x for x in r.stdout.splitlines() if x.startswith("MFU")]
+    assert "(6N)" in line and "attention" not in line
 
 
 def _machine_with(monkeypatch, gib: float):

@@ -83,9 +83,10 @@ def print_summary(console, s: dict, run_path) -> None:
     table.add_row("baselines", f"unigram {s['unigram_loss']:.4f}, bigram {s['bigram_loss']:.4f}")
     table.add_row("throughput", f"{format_count(s['tokens_per_s'])} tokens/s on {s['backend']}")
     devices = f" of {s['devices']} devices" if s.get("devices", 1) > 1 else ""
+    attention = (f"; {100 * s['mfu_with_attention']:.1f}% with attention"
+                 if s.get("arch") == "transformer" else "")  # only transformers attend
     table.add_row("MFU", f"{100 * s['mfu']:.1f}% of {s['peak_flops'] / 1e9:.0f} GFLOP/s measured "
-                         f"{s.get('dtype', 'float32')} peak{devices} "
-                         f"(6N; {100 * s['mfu_with_attention']:.1f}% with attention)")
+                         f"{s.get('dtype', 'float32')} peak{devices} (6N{attention})")
     segs = s.get("segments") or []
     n = len(segs) - 1
     over = f" over {n + 1} segments (resumed {n} time{'s' if n > 1 else ''})" if n else ""
