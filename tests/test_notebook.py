@@ -32,7 +32,6 @@ def _text(cell) -> str:
 @pytest.mark.slow
 def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     monkeypatch.setenv(TINY_ENV, "1")  # the kernel inherits the environment
-    monkeypatch.delenv("JPY_PARENT_PID", raising=False)
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell("import sys; print('kernel python:', sys.executable)"))
     # kernel "python3" is this interpreter's own ipykernel: jupyter_client starts the spec's
