@@ -431,3 +431,17 @@ def test_live_view_says_what_it_compiles_then_gives_an_eta_and_dial_scales(runs)
     width = view.spark_width
     filled = view.dial_sparkline(view.dial_cols[0])
     assert len(filled) == round(width * reports[1].step / reports[1].steps)
+
+
+def test_drawing_keeps_a_notebooks_inline_backend():
+    """render_watch and the sweep plots draw into files; in a notebook they must not switch
+    the inline backend to Agg (the notebook's own figures would stop showing)."""
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('module://matplotlib_inline.backend_inline'); "
+            "from knobsim.watch.style import files_only_backend; files_only_backend(); "
+            "print(matplotlib.get_backend())")
+    inline = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert inline.returncode == 0, inline.stderr
+    assert inline.stdout.strip().endswith("backend_inline")

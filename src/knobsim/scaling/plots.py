@@ -49,7 +49,9 @@ COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0
 def _mpl():
     import matplotlib
 
-    matplotlib.use("Agg")  # files only; never a window
+    from knobsim.watch.style import files_only_backend
+
+    files_only_backend()  # files only, never a window; a notebook keeps its inline backend
     import matplotlib.pyplot as plt
 
     return matplotlib, plt

@@ -25,6 +25,7 @@ from knobsim.io.rundir import read_json, read_metrics
 from knobsim.watch import stats as knobs
 from knobsim.watch.recorder import KnobRecord, read_watch, tensor_layer
 from knobsim.watch.style import (
+    files_only_backend,
     WEIGHT_UNITS,
     role,
     _layers,
@@ -203,9 +204,7 @@ def plot_update_ratio(rec: KnobRecord, out: Path) -> Path | None:
 
 def render(run: Path, out: Path | None = None, gif: bool = True) -> dict:
     """Every figure of a watched run; returns {"written": [paths], "skipped": [why]}."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    files_only_backend()
     rec = read_watch(Path(run))
     out = Path(out) if out is not None else rec.path / "figures"
     out.mkdir(parents=True, exist_ok=True)

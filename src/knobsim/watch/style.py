@@ -110,6 +110,16 @@ def _ref_words(rec: KnobRecord) -> str:
     return "initialisation" if rec.index.get("reference", "init") == "init" else "the pre-trained weights"
 
 
+def files_only_backend() -> None:
+    """Draw into files, never a window: Agg, unless a notebook's inline backend is in use
+    (switching it would stop the notebook's own figures from showing). Every figure knobsim
+    draws is saved and closed, so an inline backend shows none of them."""
+    import matplotlib
+
+    if not str(matplotlib.get_backend()).startswith("module://"):
+        matplotlib.use("Agg")
+
+
 def _style():
     import matplotlib as mpl
 
