@@ -15,11 +15,16 @@ can beat). N is the total knob count (embeddings included).
 Writes to --out (default experiments/out/scaling_params[-quick]):
   sweep/                  the runs and results.csv (resumable)
   scaling_params.png      L(N) with both fits and bands | L - floor, log-log
+  real_vs_ideal.png       words known K_eff(N) with K = c N^gamma | L(N) beside L*(c N^gamma)
+                          (when 2 or more sizes know >= 10 words)
   summary.json            alpha, alpha_ci, r2, E_fit, E_fit_ci, entropy_floor, n_min, n_max,
-                          and the same for the fit with E fixed (*_floor_fixed)
+                          and the same for the fit with E fixed (*_floor_fixed); per size
+                          its K_eff, the ideal learner's alpha, and k_eff_fit (c, gamma)
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -58,21 +63,27 @@ def fits(rows, boot: int):
     return free, fixed, floor
 
 
-def _language():
+K_EFF_MIN = 10  # words: below it the ideal curve is no power law yet (a letter model beats it)
+
+
+@functools.lru_cache(maxsize=1)
+def _ideal():
+    """(language, K grid with 0, L*(K) on it) of the default language."""
+    from knobsim.data import ideal
     from knobsim.data.language import build_language
 
-    return build_language(C.settings("full").language)
+    lang = build_language(C.settings("full").language)
+    ks = np.r_[0, ideal.k_grid(len(lang.words), 16)]
+    return lang, ks, ideal.ideal_curve(lang, ks)
 
 
-def known_words(mean_losses) -> list[float]:
-    """K_eff of each size's mean loss: the ideal learner that matches it knows that many
-    words (knobsim.data.ideal; the mapping from knobs to words)."""
+def known_words(losses) -> list[float]:
+    """K_eff of each loss: the ideal learner that matches it knows that many words
+    (knobsim.data.ideal; the mapping from knobs to words)."""
     from knobsim.data import ideal
 
-    lang = _language()
-    ks = np.r_[0, ideal.k_grid(len(lang.words), 16)]
-    curve = ideal.ideal_curve(lang, ks)
-    return [ideal.crossing(ks, curve, float(m), len(lang.words)) for m in mean_losses]
+    lang, ks, curve = _ideal()
+    return [ideal.crossing(ks, curve, float(x), len(lang.words)) for x in losses]
 
 
 def ideal_alpha() -> float:
@@ -80,7 +91,60 @@ def ideal_alpha() -> float:
     measured alpha_N is gamma times it when models know K ~ N^gamma words."""
     from knobsim.data import ideal
 
-    return ideal.fit_ideal(_language()).alpha
+    return ideal.fit_ideal(_ideal()[0]).alpha
+
+
+def knowledge_fit(rows, boot: int, seed: int = 0) -> dict | None:
+    """K_eff = c N^gamma: least squares in log-log over the runs whose K_eff >= K_EFF_MIN,
+    a 95% interval for gamma from resampling those runs. None with fewer than 2 sizes."""
+    n = np.array([r["n_params_total"] for r in rows], float)
+    k = np.array(known_words([r["final_eval_loss"] for r in rows]))
+    sel = k >= K_EFF_MIN
+    if len(np.unique(n[sel])) < 2:
+        return None
+    x, y = np.log(n[sel]), np.log(k[sel])
+    gamma, log_c = np.polyfit(x, y, 1)
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(boot):
+        i = rng.integers(0, x.size, x.size)
+        if np.unique(x[i]).size >= 2:
+            draws.append(np.polyfit(x[i], y[i], 1)[0])
+    ci = [float(q) for q in np.percentile(draws, [2.5, 97.5])] if draws else None
+    return {"c": float(np.exp(log_c)), "gamma": float(gamma), "gamma_ci": ci,
+            "k_eff_min": K_EFF_MIN, "n_used": sorted({int(v) for v in n[sel]}),
+            "runs": [{"n_params": int(a), "seed": int(r["seed"]), "k_eff": float(b)}
+                     for a, b, r in zip(n, k, rows)]}
+
+
+def figure_knowledge(rows, kfit: dict, floor: float, out, title: str):
+    """Left: words known (K_eff) against knobs, with K = c N^gamma. Right: the real L(N)
+    beside the ideal learner mapped through that fit, L*(c N^gamma)."""
+    lang, ks, curve = _ideal()
+    n = np.array([r["n_params_total"] for r in rows], float)
+    k = np.array([x["k_eff"] for x in kfit["runs"]])
+    grid = P.geomgrid(n.min(), n.max(), pad=1.5)
+    with P.style():
+        fig, (a1, a2) = P.figure(ncols=2, width=11.0, height=4.4)
+        used = k >= K_EFF_MIN
+        a1.plot(n[used], k[used], "o", color=P.color(0), ms=5, label="runs (K_eff from eval loss)")
+        if (~used).any():
+            a1.plot(n[~used], np.maximum(k[~used], 0.5), "o", mfc="none", color="0.5", ms=5,
+                    label=f"runs with K_eff < {K_EFF_MIN} (left out of the fit)")
+        g, c, ci = kfit["gamma"], kfit["c"], kfit["gamma_ci"]
+        ci_text = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+        a1.plot(grid, c * grid ** g, "-", color=P.color(1), lw=1.6,
+                label=f"K = c N^γ, γ = {g:.2f}{ci_text}\n({n.max() / (c * n.max() ** g):,.0f} knobs per word at N = {n.max():,.0f})")
+        P.loglog(a1, "parameters N (total)", "words known, K_eff", "How many words a model of N knobs knows")
+        a1.legend(loc="lower right", fontsize=8.5)
+        P.points_by_n(a2, rows, label="runs (mean ± sd over seeds)")
+        mapped = np.exp(np.interp(np.log(c * grid ** g), np.log(np.maximum(ks, 1e-9)), np.log(curve)))
+        a2.plot(grid, mapped, "-", color=P.color(1), lw=1.6, label="ideal learner of K = c N^γ words, L*(c N^γ)")
+        a2.axhline(floor, color="0.3", ls=":", lw=1.2, label=f"entropy floor {floor:.3f} (exact)")
+        P.loglog(a2, "parameters N (total)", "eval loss (nats/char)", "Real models beside the ideal learner")
+        a2.legend(loc="upper right", fontsize=8.5)
+        fig.suptitle(title, fontsize=11)
+        return P.save(fig, out / "real_vs_ideal.png")
 
 
 def figure(rows, free, fixed, floor, out, title):
@@ -124,9 +188,12 @@ def main():
     dtext = f"D = {d[0]:,} tokens" if len(d) == 1 else f"D = {d[0]:,}..{d[-1]:,} tokens"
     title = (f"Loss vs parameters: {len({r['n_params_total'] for r in rows})} sizes x "
              f"{len({r['seed'] for r in rows})} seeds, {dtext}, fresh text every step")
-    png = figure(rows, free, fixed, floor, a.out, title)
+    pngs = [figure(rows, free, fixed, floor, a.out, title)]
     ns, mean, sd, k = P.seed_stats(rows)
     keff = known_words(mean)
+    kfit = knowledge_fit(rows, m["boot"])
+    if kfit is not None:
+        pngs.append(figure_knowledge(rows, kfit, floor, a.out, title))
     C.finish(a, {
         "alpha": free.alpha, "alpha_ci": free.ci.get("alpha"), "r2": free.r2,
         "E_fit": free.E, "E_fit_ci": free.ci.get("E"), "A": free.A,
@@ -139,9 +206,9 @@ def main():
         "lr_rule": "optim.default_lr", "batch": rows[0]["batch"], "seq": rows[0]["seq"],
         "per_size": [{"n_params": int(n), "loss_mean": float(mu), "loss_sd": float(s), "seeds": int(c),
                       "k_eff": ke} for n, mu, s, c, ke in zip(ns, mean, sd, k, keff)],
-        "ideal_alpha": ideal_alpha(),
+        "ideal_alpha": ideal_alpha(), "k_eff_fit": kfit,
         "fit_free": C.fit_dict(free), "fit_floor_fixed": C.fit_dict(fixed),
-    }, [png])
+    }, pngs)
 
 
 if __name__ == "__main__":

@@ -36,3 +36,25 @@ def test_e_free_fit_of_ideal_learner_points_finds_the_floor(curve, gamma):
     alpha_ideal = ideal.fit_ideal(lang).alpha
     assert fit.alpha == pytest.approx(gamma * alpha_ideal, rel=0.1)
     assert fit.r2 > 0.99
+
+
+def test_scaling_params_maps_knobs_to_words(curve, tmp_path, monkeypatch):
+    """experiments/scaling_params.py's K_eff fit recovers gamma from runs whose losses are the
+    ideal learner's at K = c N^gamma, and draws real_vs_ideal.png from them."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "experiments"
+    monkeypatch.syspath_prepend(str(root))
+    import scaling_params as sp
+
+    lang, ks, y = curve
+    n = np.geomspace(3e3, 3e5, 5)
+    k = 2.0 * n ** 0.45
+    loss = np.exp(np.interp(np.log(k), np.log(ks), np.log(y)))
+    rows = [{"n_params_total": int(a), "final_eval_loss": float(b), "seed": s}
+            for a, b in zip(n, loss) for s in range(2)]
+    fit = sp.knowledge_fit(rows, boot=50)
+    assert fit["gamma"] == pytest.approx(0.45, abs=0.02) and fit["c"] == pytest.approx(2.0, rel=0.15)
+    png = sp.figure_knowledge(rows, fit, lang.entropy_rate, tmp_path, "test")
+    assert png.name == "real_vs_ideal.png" and png.stat().st_size > 20_000
+    assert sp.knowledge_fit(rows[:2], boot=5) is None  # one size cannot give a slope
