@@ -137,6 +137,15 @@ def test_data_ideal_cli_json(cli):
     assert set(out["ideal_fit"]) >= {"E", "alpha", "k_min", "k_max"}
 
 
+@pytest.mark.parametrize("words", [5, 60])
+def test_data_ideal_on_a_tiny_lexicon_prints_the_curve_and_says_there_is_no_fit(cli, words):
+    res = cli("data", "--ideal", "--words", words, "--chars", "20")
+    assert res.returncode == 0, res.stderr
+    assert "no fit" in res.stdout and "Traceback" not in res.stderr
+    out = json.loads(cli("data", "--ideal", "--json", "--words", words, "--chars", "5").stdout)
+    assert out["ideal_fit"] is None and out["ideal"][-1]["K"] == words
+
+
 def test_data_ideal_cli_says_when_the_fit_misses(cli):
     res = cli("data", "--ideal", "--preset", "english", "--chars", "20")
     assert res.returncode == 0, res.stderr

@@ -91,6 +91,10 @@ def print_ideal(console, rep: dict) -> None:
         t.add_row(f"{row['K']:,}", f"{row['loss']:.4f}", f"{100 * (row['loss'] / floor - 1):.2f}%")
     console.print(t)
     f = rep["ideal_fit"]
+    if f is None:
+        console.print(f"no fit: a lexicon of {rep['ideal'][-1]['K']:,} words has less than a decade of K "
+                      f"above 10 to fit; use --words 101 or more")
+        return
     console.print(f"E-free fit L*(K) = E + A K^-alpha over K in [{f['k_min']:,}, {f['k_max']:,}]: "
                   f"E {f['E']:.4f} (floor {floor:.4f}, {100 * f['E_rel_error']:+.2f}%), "
                   f"alpha {f['alpha']:.3f}; local slope {f['slope_mean']:.3f} "

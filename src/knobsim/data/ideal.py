@@ -254,11 +254,11 @@ def report(lang: Language, per_decade: int = 4) -> dict:
     n = len(lang.words)
     ks = np.r_[0, k_grid(n, per_decade)]
     losses = ideal_curve(lang, ks)
-    fit = fit_ideal(lang)
+    fit = fit_ideal(lang) if n - 1 >= 10 * FIT_RANGE[0] else None  # a decade of K at least
     return {
         "entropy_floor": lang.entropy_rate,
         "ideal": [{"K": int(k), "loss": float(v)} for k, v in zip(ks, losses)],
-        "ideal_fit": fit.to_dict(),
+        "ideal_fit": fit.to_dict() if fit else None,
         "learnable_rank": {f"{d:.0e}".replace("+0", ""): learnable_rank(lang, d) for d in LEARNABLE_AT},
         "learnable_seen": LEARNABLE_SEEN,
     }
