@@ -44,7 +44,7 @@ def data(chars, seed, ideal, as_json, **lang_kw):
     tokens = sample_batch(tables, jax.random.key(seed), 1, chars - 1, words_needed(lang, chars - 1))
     text = decode(tokens[0])
     facts = lang.facts()
-    learnable = {f"{d:.0e}".replace("+0", ""): ideal_mod.learnable_rank(lang, d) for d in ideal_mod.LEARNABLE_AT}
+    learnable = ideal_mod.learnable_ranks(lang)
     rep = ideal_mod.report(lang) if ideal else None
     if as_json:
         click.echo(json.dumps({**facts, "learnable_rank": learnable, **(rep or {}), "sample": text}))

@@ -248,6 +248,11 @@ def crossing(ks: np.ndarray, y: np.ndarray, target: float, n: int) -> float:
 LEARNABLE_AT = (1e6, 1e7, 1e8)  # characters of training text at which learnable ranks are told
 
 
+def learnable_ranks(lang: Language) -> dict[str, int]:
+    """{"1e6": rank, "1e7": rank, "1e8": rank}: learnable_rank at each of LEARNABLE_AT."""
+    return {f"{d:.0e}".replace("+0", ""): learnable_rank(lang, d) for d in LEARNABLE_AT}
+
+
 def report(lang: Language, per_decade: int = 4) -> dict:
     """What `knobsim data --ideal` prints: L*(K) on a log grid (K = 0 and V included), its
     E-free fit over FIT_RANGE against the exact floor, and the learnable ranks."""
@@ -259,6 +264,6 @@ def report(lang: Language, per_decade: int = 4) -> dict:
         "entropy_floor": lang.entropy_rate,
         "ideal": [{"K": int(k), "loss": float(v)} for k, v in zip(ks, losses)],
         "ideal_fit": fit.to_dict() if fit else None,
-        "learnable_rank": {f"{d:.0e}".replace("+0", ""): learnable_rank(lang, d) for d in LEARNABLE_AT},
+        "learnable_rank": learnable_ranks(lang),
         "learnable_seen": LEARNABLE_SEEN,
     }
