@@ -19,12 +19,16 @@ from knobsim.scaling.points import RESULT_COLUMNS
 # -- the results table -------------------------------------------------------------------
 
 
-def _row(run: Path) -> dict | None:
+def _row(run: Path, language: dict | None = None) -> dict | None:
+    """The run's table row, or None if it is unfinished. With ``language``, a run on another
+    language gives only {"other_language": its name} (config.json is read once either way)."""
     s_path = run / "summary.json"
     if not s_path.is_file():
         return None
     s = record.read_json(s_path)
     c = record.read_json(run / "config.json")
+    if language is not None and c["language"] != language:
+        return {"other_language": run.name}
     pt = record.read_json(run / "point.json") if (run / "point.json").is_file() else {}
     tr = c["train"]
     n, d = s["n_params_total"], s["tokens"]
@@ -71,15 +75,14 @@ def build_table(out: Path, sub: str = "runs") -> list[dict]:
     another language (an earlier sweep, before a default changed) would otherwise mix two
     floors in one fit. Those runs stay on disk, left out of the table with a warning."""
     base = Path(out) / sub
-    rows = [r for r in (_row(p) for p in sorted(base.iterdir()) if p.is_dir())
-            if r is not None] if base.is_dir() else []
     language = _sweep_language(out)
-    if language is not None:
-        other = [r for r in rows if record.read_json(Path(r["run_dir"]) / "config.json")["language"] != language]
-        if other:
-            record.warn(f"{len(other)} finished run(s) in {base} are on another language than this "
-                        f"sweep's (e.g. {Path(other[0]['run_dir']).name}); left out of results.csv")
-            rows = [r for r in rows if r not in other]
+    found = [r for r in (_row(p, language) for p in sorted(base.iterdir()) if p.is_dir())
+             if r is not None] if base.is_dir() else []
+    other = [r["other_language"] for r in found if "other_language" in r]
+    if other:
+        record.warn(f"{len(other)} finished run(s) in {base} are on another language than this "
+                    f"sweep's (e.g. {other[0]}); left out of results.csv")
+    rows = [r for r in found if "other_language" not in r]
     return sorted(rows, key=lambda r: (r["arch"], r["n_params_total"], r["tokens"],
                                        r["pool_tokens"], r["lr"], r["tag"], r["seed"]))
 
