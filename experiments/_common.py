@@ -45,7 +45,9 @@ def parse(doc: str, name: str, extra=None) -> argparse.Namespace:
         a.tiny = True
     a.mode = "tiny" if a.tiny else ("quick" if a.quick else "full")
     if a.out is None:
-        a.out = HERE / "out" / (name + ("" if a.mode == "full" else f"-{a.mode}"))
+        preset = getattr(a, "preset", None)  # a language other than the default names its folder
+        a.out = HERE / "out" / (name + ("" if a.mode == "full" else f"-{a.mode}")
+                                + ("" if preset in (None, "scale-free") else f"-{preset}"))
     a.out.mkdir(parents=True, exist_ok=True)
     a.t0 = time.perf_counter()
     return a

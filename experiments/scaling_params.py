@@ -2,6 +2,8 @@
 
     python experiments/scaling_params.py --quick     # 6 sizes 1e3..3.2e5, 1M tokens each: ~4 min
     python experiments/scaling_params.py             # 6 sizes 1e3..3.2e5, max(32M, 200 N) tokens: ~3.5 h (estimate)
+    python experiments/scaling_params.py --quick --preset english   # the lesson: the same
+                                                     # sweep on the English-like language
 
 Every run samples fresh text from the language at every step (no repetition), so data is
 effectively unlimited; the token budget D is the same for every size in --quick (1M). The
@@ -12,14 +14,26 @@ seed a row), both by knobsim.scaling.fit (Huber on log loss, L-BFGS, 200 bootstr
 resamples): E free, and E fixed at the language's exact entropy rate (the floor no model
 can beat). N is the total knob count (embeddings included).
 
-Writes to --out (default experiments/out/scaling_params[-quick]):
+The quick mode's 1M characters per size leave every size above 3e3 knobs data-limited, so
+its E-free fit finds the loss of an unlimited model at 1M characters, not the floor: it is
+drawn beside the ideal learner of the words seen >= 30 times in that much text
+(knobsim.data.ideal.learnable_rank), the data limit that fit should find.
+
+--preset english runs the same sweep on the English-like language, whose ideal learner's
+curve is not a power law (docs/language.md): real_vs_ideal.png's third panel shows the ideal
+learner's own E-free fit missing that floor, which is why the real fit misses it too.
+
+Writes to --out (default experiments/out/scaling_params[-quick][-english]):
   sweep/                  the runs and results.csv (resumable)
   scaling_params.png      L(N) with both fits and bands | L - floor, log-log
   real_vs_ideal.png       words known K_eff(N) with K = c N^gamma | L(N) beside L*(c N^gamma)
+                          | the ideal learner's own E-free fit of L*(K)
                           (when 2 or more sizes know >= 10 words)
   summary.json            alpha, alpha_ci, r2, E_fit, E_fit_ci, entropy_floor, n_min, n_max,
                           and the same for the fit with E fixed (*_floor_fixed); per size
-                          its K_eff, the ideal learner's alpha, and k_eff_fit (c, gamma)
+                          its K_eff, the ideal learner's alpha, and k_eff_fit (c, gamma);
+                          ideal_fit (the ideal learner's E-free fit) and data_limit (per
+                          token budget: words seen >= 30 times and the ideal learner's loss)
 """
 
 from __future__ import annotations
@@ -31,6 +45,7 @@ import numpy as np
 import _common as C
 from knobsim.scaling import plots as P
 from knobsim import scaling
+from knobsim.config import PRESETS
 from knobsim.scaling import sweep as S
 
 MODES = {
@@ -66,39 +81,53 @@ def fits(rows, boot: int):
 K_EFF_MIN = 10  # words: below it the ideal curve is no power law yet (a letter model beats it)
 
 
-@functools.lru_cache(maxsize=1)
-def _ideal():
-    """(language, K grid with 0, L*(K) on it) of the default language."""
+@functools.lru_cache(maxsize=2)
+def _ideal(language):
+    """(language, K grid with 0, L*(K) on it) of a LanguageConfig."""
     from knobsim.data import ideal
     from knobsim.data.language import build_language
 
-    lang = build_language(C.settings("full").language)
+    lang = build_language(language)
     ks = np.r_[0, ideal.k_grid(len(lang.words), 16)]
     return lang, ks, ideal.ideal_curve(lang, ks)
 
 
-def known_words(losses) -> list[float]:
+def known_words(losses, language) -> list[float]:
     """K_eff of each loss: the ideal learner that matches it knows that many words
     (knobsim.data.ideal; the mapping from knobs to words)."""
     from knobsim.data import ideal
 
-    lang, ks, curve = _ideal()
+    lang, ks, curve = _ideal(language)
     return [ideal.crossing(ks, curve, float(x), len(lang.words)) for x in losses]
 
 
-def ideal_alpha() -> float:
-    """The ideal learner's own exponent on this language (L*(K) - floor ~ K^-alpha): the
-    measured alpha_N is gamma times it when models know K ~ N^gamma words."""
+def ideal_fit(language):
+    """The ideal learner's own E-free fit of L*(K) on this language (alpha, E against the
+    floor): the measured alpha_N is gamma times its alpha when models know K ~ N^gamma words,
+    and a real E-free fit can only find the floor where this one does."""
     from knobsim.data import ideal
 
-    return ideal.fit_ideal(_ideal()[0]).alpha
+    return ideal.fit_ideal(_ideal(language)[0])
 
 
-def knowledge_fit(rows, boot: int, seed: int = 0) -> dict | None:
+def data_limit(tokens, language) -> list[dict]:
+    """Per token budget D: the words seen >= 30 times in D characters and the loss of the
+    ideal learner that knows them, what a model of unlimited knobs trained on D can reach."""
+    from knobsim.data import ideal
+
+    lang = _ideal(language)[0]
+    out = []
+    for d in tokens:
+        k = ideal.learnable_rank(lang, d)
+        out.append({"tokens": int(d), "learnable_words": k, "ideal_loss": ideal.ideal_loss(lang, k)})
+    return out
+
+
+def knowledge_fit(rows, boot: int, language, seed: int = 0) -> dict | None:
     """K_eff = c N^gamma: least squares in log-log over the runs whose K_eff >= K_EFF_MIN,
     a 95% interval for gamma from resampling those runs. None with fewer than 2 sizes."""
     n = np.array([r["n_params_total"] for r in rows], float)
-    k = np.array(known_words([r["final_eval_loss"] for r in rows]))
+    k = np.array(known_words([r["final_eval_loss"] for r in rows], language))
     sel = k >= K_EFF_MIN
     if len(np.unique(n[sel])) < 2:
         return None
@@ -117,15 +146,18 @@ def knowledge_fit(rows, boot: int, seed: int = 0) -> dict | None:
                      for a, b, r in zip(n, k, rows)]}
 
 
-def figure_knowledge(rows, kfit: dict, floor: float, out, title: str):
-    """Left: words known (K_eff) against knobs, with K = c N^gamma. Right: the real L(N)
-    beside the ideal learner mapped through that fit, L*(c N^gamma)."""
-    lang, ks, curve = _ideal()
+def figure_knowledge(rows, kfit: dict, floor: float, out, title: str, language, free=None):
+    """Left: words known (K_eff) against knobs, with K = c N^gamma. Middle: the real L(N), its
+    E-free fit's E, beside the ideal learner mapped through that fit, L*(c N^gamma). Right:
+    the ideal learner's own E-free fit of L*(K) - floor: a real fit can find the floor only
+    where this one does."""
+    lang, ks, curve = _ideal(language)
+    ifit = ideal_fit(language)
     n = np.array([r["n_params_total"] for r in rows], float)
     k = np.array([x["k_eff"] for x in kfit["runs"]])
     grid = P.geomgrid(n.min(), n.max(), pad=1.5)
     with P.style():
-        fig, (a1, a2) = P.figure(ncols=2, width=11.0, height=4.4)
+        fig, (a1, a2, a3) = P.figure(ncols=3, width=16.0, height=4.6)
         used = k >= K_EFF_MIN
         a1.plot(n[used], k[used], "o", color=P.color(0), ms=5, label="runs (K_eff from eval loss)")
         if (~used).any():
@@ -137,17 +169,37 @@ def figure_knowledge(rows, kfit: dict, floor: float, out, title: str):
                 label=f"K = c N^γ, γ = {g:.2f}{ci_text}\n({n.max() / (c * n.max() ** g):,.0f} knobs per word at N = {n.max():,.0f})")
         P.loglog(a1, "parameters N (total)", "words known, K_eff", "How many words a model of N knobs knows")
         a1.legend(loc="lower right", fontsize=8.5)
+
         P.points_by_n(a2, rows, label="runs (mean ± sd over seeds)")
         mapped = np.exp(np.interp(np.log(c * grid ** g), np.log(np.maximum(ks, 1e-9)), np.log(curve)))
         a2.plot(grid, mapped, "-", color=P.color(1), lw=1.6, label="ideal learner of K = c N^γ words, L*(c N^γ)")
+        if free is not None:  # where the real runs' own E-free fit puts the floor
+            a2.axhline(free.E, color=P.color(1), ls="-.", lw=1.0,
+                       label=f"E-free fit of the runs: E = {P.fmt_ci(free.E, free.ci.get('E'))}")
         a2.axhline(floor, color="0.3", ls=":", lw=1.2, label=f"entropy floor {floor:.3f} (exact)")
         P.loglog(a2, "parameters N (total)", "eval loss (nats/char)", "Real models beside the ideal learner")
         a2.legend(loc="upper right", fontsize=8.5)
+
+        kk = ks[ks >= 1]
+        a3.plot(kk, np.interp(kk, ks, curve), "-", color=P.color(0), lw=1.8, label="ideal learner L*(K), exact")
+        kf = np.geomspace(ifit.k_min, len(lang.words), 200)
+        a3.plot(kf, ifit.E + ifit.A * kf ** -ifit.alpha, "--", color=P.color(3), lw=1.4,
+                label=f"E + A K^-α fit (K shaded), α = {ifit.alpha:.3f}")
+        a3.axhline(ifit.E, color=P.color(3), ls="-.", lw=1.0, label=f"its E = {ifit.E:.3f} ({ifit.rel_error:+.1%} vs floor)")
+        a3.axhline(floor, color="0.3", ls=":", lw=1.2, label=f"entropy floor {floor:.3f} (exact)")
+        a3.axvspan(ifit.k_min, ifit.k_max, color="0.92", zorder=0)
+        a3.set_xscale("log")
+        a3.grid(True, which="major", alpha=0.3)
+        a3.set_xlabel("words known K (most frequent first)")
+        a3.set_ylabel("loss (nats/char)")
+        a3.set_title("Can an E-free fit find this floor?")
+        a3.set_ylim(min(ifit.E, floor) - 0.05, float(np.interp(1, ks, curve)) * 1.35)
+        a3.legend(loc="upper right", fontsize=8.5)
         fig.suptitle(title, fontsize=11)
         return P.save(fig, out / "real_vs_ideal.png")
 
 
-def figure(rows, free, fixed, floor, out, title):
+def figure(rows, free, fixed, floor, out, title, limits=()):
     with P.style():
         fig, (a1, a2) = P.figure(ncols=2, width=11.0, height=4.4)
         n_lo, n_hi = min(r["n_params_total"] for r in rows), max(r["n_params_total"] for r in rows)
@@ -160,6 +212,11 @@ def figure(rows, free, fixed, floor, out, title):
                    label=f"E = floor: α = {P.fmt_ci(fixed.alpha, fixed.ci.get('alpha'))}, "
                          f"R² = {fixed.r2:.3f}")
         a1.axhline(floor, color="0.3", ls=":", lw=1.2, label=f"entropy floor {floor:.3f} (exact)")
+        if len(limits) == 1:  # one token budget for every size: its data limit
+            lim = limits[0]
+            a1.axhline(lim["ideal_loss"], color=P.color(3), ls="-.", lw=1.0,
+                       label=f"data limit at D = {P.plain(lim['tokens'])}: ideal learner of the\n"
+                             f"{lim['learnable_words']} words seen ≥ 30 times, {lim['ideal_loss']:.3f}")
         P.loglog(a1, "parameters N (total, embeddings included)", "eval loss (nats/char)",
                  "L(N) = E + A / N^α, 95% bootstrap bands")
         a1.set_ylim(floor * 0.85, None)
@@ -180,21 +237,27 @@ def figure(rows, free, fixed, floor, out, title):
 
 
 def main():
-    a = C.parse(__doc__, "scaling_params")
+    a = C.parse(__doc__, "scaling_params", extra=lambda ap: ap.add_argument(
+        "--preset", choices=sorted(PRESETS), default="scale-free",
+        help="the language (default scale-free; english: the lesson, docs/scaling.md)"))
     m = MODES[a.mode]
-    rows = C.run(points(a.mode), C.settings(a.mode), a.out / "sweep", a.quiet)
+    language = PRESETS[a.preset]
+    rows = C.run(points(a.mode), C.settings(a.mode, language=language), a.out / "sweep", a.quiet)
     free, fixed, floor = fits(rows, m["boot"])
     d = sorted({r["tokens"] for r in rows})
+    limits = data_limit(d, language)
     dtext = f"D = {d[0]:,} tokens" if len(d) == 1 else f"D = {d[0]:,}..{d[-1]:,} tokens"
-    title = (f"Loss vs parameters: {len({r['n_params_total'] for r in rows})} sizes x "
+    title = (f"Loss vs parameters ({a.preset} language): {len({r['n_params_total'] for r in rows})} sizes x "
              f"{len({r['seed'] for r in rows})} seeds, {dtext}, fresh text every step")
-    pngs = [figure(rows, free, fixed, floor, a.out, title)]
+    pngs = [figure(rows, free, fixed, floor, a.out, title, limits)]
     ns, mean, sd, k = P.seed_stats(rows)
-    keff = known_words(mean)
-    kfit = knowledge_fit(rows, m["boot"])
+    keff = known_words(mean, language)
+    kfit = knowledge_fit(rows, m["boot"], language)
     if kfit is not None:
-        pngs.append(figure_knowledge(rows, kfit, floor, a.out, title))
+        pngs.append(figure_knowledge(rows, kfit, floor, a.out, title, language, free))
+    ifit = ideal_fit(language)
     C.finish(a, {
+        "preset": a.preset,
         "alpha": free.alpha, "alpha_ci": free.ci.get("alpha"), "r2": free.r2,
         "E_fit": free.E, "E_fit_ci": free.ci.get("E"), "A": free.A,
         "entropy_floor": floor, "E_fit_minus_floor": free.E - floor,
@@ -206,7 +269,8 @@ def main():
         "lr_rule": "optim.default_lr", "batch": rows[0]["batch"], "seq": rows[0]["seq"],
         "per_size": [{"n_params": int(n), "loss_mean": float(mu), "loss_sd": float(s), "seeds": int(c),
                       "k_eff": ke} for n, mu, s, c, ke in zip(ns, mean, sd, k, keff)],
-        "ideal_alpha": ideal_alpha(), "k_eff_fit": kfit,
+        "ideal_alpha": ifit.alpha, "ideal_fit": ifit.to_dict(), "data_limit": limits,
+        "k_eff_fit": kfit,
         "fit_free": C.fit_dict(free), "fit_floor_fixed": C.fit_dict(fixed),
     }, pngs)
 

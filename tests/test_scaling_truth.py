@@ -53,8 +53,8 @@ def test_scaling_params_maps_knobs_to_words(curve, tmp_path, monkeypatch):
     loss = np.exp(np.interp(np.log(k), np.log(ks), np.log(y)))
     rows = [{"n_params_total": int(a), "final_eval_loss": float(b), "seed": s}
             for a, b in zip(n, loss) for s in range(2)]
-    fit = sp.knowledge_fit(rows, boot=50)
+    fit = sp.knowledge_fit(rows, boot=50, language=LanguageConfig())
     assert fit["gamma"] == pytest.approx(0.45, abs=0.02) and fit["c"] == pytest.approx(2.0, rel=0.15)
-    png = sp.figure_knowledge(rows, fit, lang.entropy_rate, tmp_path, "test")
+    png = sp.figure_knowledge(rows, fit, lang.entropy_rate, tmp_path, "test", LanguageConfig())
     assert png.name == "real_vs_ideal.png" and png.stat().st_size > 20_000
-    assert sp.knowledge_fit(rows[:2], boot=5) is None  # one size cannot give a slope
+    assert sp.knowledge_fit(rows[:2], boot=5, language=LanguageConfig()) is None  # one size cannot give a slope
