@@ -3,8 +3,10 @@
     python benchmarks/bench_train.py                   # sizes 1e4,1e5,1e6,1e7; 5 repeats
     python benchmarks/bench_train.py --sizes 1e5 --repeats 3 --no-torch
     python benchmarks/bench_train.py --dtype bf16      # knobsim --dtype bf16 vs torch.autocast(bf16)
+    python benchmarks/bench_train.py --shape 16x64 --out /tmp/b.json   # one shape, JSON where asked
 
-For each size, the knobsim transformer that `knobsim train --params N` builds is timed on
+For each size and each --shape (batch x sequence; default both 32x128, the shape of the first
+profile, and 16x64, the experiments' and `make run`'s), the knobsim transformer that `knobsim train --params N` builds is timed on
 whole scanned chunks (sampling on the device included), after one warm-up chunk that
 compiles. The same architecture (pre-LN GPT, tied embeddings with the 1/D readout,
 sinusoidal positions, GELU-tanh), batch, sequence length and optimizer (AdamW +
@@ -25,7 +27,8 @@ the matrix/vector features that decide the kernels (AMX, AVX-512 bf16, AVX-512, 
 With --dtype bf16 knobsim trains as `knobsim train --dtype bf16` does (float32 master
 weights cast to bf16 in the loss) and PyTorch runs its forward pass under
 torch.autocast("cpu", torch.bfloat16) (its mixed precision: weights and optimizer float32).
-Writes benchmarks/results/bench_train-<host>-<cpu>.json (cpu: amd, intel, intel-amx, ...) and prints a table. Runtime: about 5 to
+Writes --out, default benchmarks/results/bench_train-<host>-<cpu>.json (cpu: amd, intel,
+intel-amx, ...), and prints a table. Runtime: about 5 to
 10 minutes with PyTorch at the default sizes on a 2-core laptop.
 PyTorch is optional: `pip install -e '.[bench]'`.
 """
@@ -33,6 +36,7 @@ PyTorch is optional: `pip install -e '.[bench]'`.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -172,6 +176,17 @@ def torch_timer(cfg, steps: int, compile_: bool, dtype: str = "float32"):
     return timed
 
 
+def parse_shapes(text: str) -> list[tuple[int, int]]:
+    """"32x128,16x64" -> [(32, 128), (16, 64)]; ValueError naming the bad part."""
+    shapes = []
+    for part in text.split(","):
+        b, _, t = part.strip().lower().partition("x")
+        if not (b.isdigit() and t.isdigit() and int(b) > 0 and int(t) > 0):
+            raise ValueError(f"--shape {part.strip()!r} is not BATCHxSEQ with positive integers, e.g. 16x64")
+        shapes.append((int(b), int(t)))
+    return shapes
+
+
 def _cpu_tag(cpu: dict) -> str:
     """A short name for the CPU kind, so results from different CPUs do not overwrite each
     other under one host name: amd, intel, intel-amx, arm, ..."""
@@ -190,9 +205,15 @@ def main():
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     ap.add_argument("--dtype", default="float32", help="compute dtype: float32 or bf16")
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--shape", default="32x128,16x64",
+                    help="tokens per step as BATCHxSEQ, comma-separated (default 32x128,16x64)")
+    ap.add_argument("--out", default=None, help="the JSON to write (default benchmarks/results/...)")
     a = ap.parse_args()
     dtype = canonical_dtype(a.dtype)
+    try:
+        shapes = parse_shapes(a.shape)
+    except ValueError as e:
+        ap.exit(2, f"error: {e}\n")
 
     try:
         import torch  # noqa: F401
@@ -212,15 +233,15 @@ def main():
     print(f"peak {dtype} matmul: {peak['peak_flops'] / 1e9:.0f} GFLOP/s ({parts}); "
           f"backend {jax.default_backend()}")
     rows = []
-    for size in a.sizes.split(","):
-        # 32 x 128 tokens per step: the shape of the first profile in the issue tracker.
-        cfg = plan_run(params=parse_count(size), steps=1000, batch=32, seq=128, check_memory=True,
+    for size, (batch, seq) in itertools.product(a.sizes.split(","), shapes):
+        cfg = plan_run(params=parse_count(size), steps=1000, batch=batch, seq=seq, check_memory=True,
                        dtype=dtype)
         n = cfg.model.n_params_total
         # Aim for ~2 s per timed repeat: fewer steps for bigger models.
         per_step_flops = 6 * n * cfg.train.tokens_per_step
         steps = int(min(200, max(2, 2 * peak["peak_flops"] * 0.3 / per_step_flops)))
-        row = {"budget": size, "n_params": n, "shape": cfg.model.shape, "steps_per_repeat": steps}
+        row = {"budget": size, "n_params": n, "batch": batch, "seq": seq, "shape": cfg.model.shape,
+               "steps_per_repeat": steps}
         # Everything compiled and warmed up first; then the timed repeats take turns
         # (knobsim, eager, compiled, knobsim, ...) so drifts in machine load hit all alike.
         # Each turn starts with one untimed call: measured here, the first call after the
@@ -256,13 +277,13 @@ def main():
         print(json.dumps({k: v for k, v in row.items() if k != "shape" and not k.endswith("_all")}), flush=True)
 
     print()
-    print(f"{'knobs':>11} {'knobsim tok/s':>14} {'MFU':>6} {'MFU+attn':>9} {'torch eager':>12} "
+    print(f"{'knobs':>11} {'BxT':>7} {'knobsim tok/s':>14} {'MFU':>6} {'MFU+attn':>9} {'torch eager':>12} "
           f"{'torch.compile':>14} {'x best torch':>13}")
     for r in rows:
         def f(k):
             v = r.get(k)
             return f"{v:,.0f}" if v else "-"
-        print(f"{r['n_params']:>11,} {f('knobsim_tokens_per_s'):>14} {100 * r['mfu']:>5.1f}% "
+        print(f"{r['n_params']:>11,} {str(r['batch']) + 'x' + str(r['seq']):>7} {f('knobsim_tokens_per_s'):>14} {100 * r['mfu']:>5.1f}% "
               f"{100 * r['mfu_with_attention']:>8.1f}% {f('torch_eager_tokens_per_s'):>12} "
               f"{f('torch_compile_tokens_per_s'):>14} {r['ratio_vs_best_torch']:>13.2f}")
     suffix = "" if dtype == "float32" else "-bf16"
@@ -270,7 +291,7 @@ def main():
     out = Path(a.out or Path(__file__).parent / "results" / name)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": hardware.machine_id(), "cpu": cpu, "dtype": dtype,
-                               "peak": peak, "repeats": a.repeats,
+                               "peak": peak, "repeats": a.repeats, "shapes": [f"{b}x{t}" for b, t in shapes],
                                "date": time.strftime("%Y-%m-%d"), "rows": rows}, indent=1))
     print(f"\nwrote {out}")
 
