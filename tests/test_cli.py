@@ -54,6 +54,25 @@ def test_small_families_train_from_the_cli(tmp_path, arch, budget, cli):
     assert s["arch"] == arch and s["final_eval_loss"] < s["initial_eval_loss"]
 
 
+def test_a_plain_run_records_no_mfu_and_record_mfu_does(tmp_path, cli):
+    """A plain run writes nothing outside its run directory but knobsim's caches (issue 24):
+    the zoo's MFU is recorded only when asked."""
+    from pathlib import Path
+
+    from knobsim.core import hardware
+
+    mfu_json = Path(os.environ["KNOBSIM_CACHE"]) / "mfu.json"
+    args = ("train", "--params", "1k", "--steps", "2", "--batch", "2", "--seq", "8", "-q")
+    r = cli(*args, "--out", str(tmp_path / "plain"))
+    assert r.returncode == 0, r.stderr
+    assert not mfu_json.exists() and hardware.measured_mfu() is None
+    r = cli(*args, "--out", str(tmp_path / "asked"), "--record-mfu")
+    assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / "asked" / "summary.json").read_text())
+    seen = hardware.measured_mfu()
+    assert seen["n_params"] == s["n_params_total"] and seen["mfu"] == s["mfu"]
+
+
 def test_default_run_directory_is_under_runs(tmp_path, cli):
     r = cli("train", "--params", "1k", "--steps", "2", "--batch", "2", "--seq", "8", "-q", cwd=tmp_path)
     assert r.returncode == 0, r.stderr

@@ -6,6 +6,16 @@ def test_peak_comes_from_the_override_in_tests():
     assert hardware.peak_flops() == 1e11
 
 
+def test_only_a_float32_single_seed_single_device_run_is_recorded():
+    base = {"arch": "transformer", "n_params_total": 5_000, "mfu": 0.05, "tokens_per_s": 1e5,
+            "dtype": "float32", "n_seeds_together": 1, "devices": 1}
+    for bad in ({"dtype": "bfloat16"}, {"n_seeds_together": 3}, {"devices": 2}, {"tokens_per_s": float("nan")}):
+        assert not hardware.record_run_mfu({**base, **bad})
+        assert hardware.measured_mfu() is None
+    assert hardware.record_run_mfu(base)
+    assert hardware.measured_mfu()["n_params"] == 5_000
+
+
 def test_the_largest_trained_model_sets_the_zoos_mfu():
     assert zoo.throughput().mfu_source.startswith("assumed")
     hardware.record_mfu("transformer", 100_000, 0.07, 6e4)

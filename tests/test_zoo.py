@@ -336,7 +336,7 @@ def test_help_says_where_the_mfu_comes_from(capsys):
     code, out, _ = run_cli(capsys, "zoo", "--help")
     assert code == 0
     text = " ".join(out.split())  # click wraps the help
-    assert "knobsim train" in text and "mfu.json" in text and "~/.cache/knobsim" in text
+    assert "knobsim train --record-mfu" in text and "mfu.json" in text and "~/.cache/knobsim" in text
     assert f"{Z.ASSUMED_MFU:g} ({Z.ASSUMED_MFU:.0%}), an assumption" in text
 
 
@@ -357,7 +357,7 @@ def test_zoo_prints_the_measured_mfu_rounded_and_says_where_it_was_read(capsys):
         code, out, _ = run_cli(capsys, *args)
         assert code == 0
         text = " ".join(out.split())
-        assert "MFU 13% (measured by `knobsim train` on a 123,456-knob transformer" in text
+        assert "MFU 13% (measured by `knobsim train --record-mfu` on a 123,456-knob transformer" in text
         assert "/cache/mfu.json" in "".join(out.split())  # a long path may be folded
         assert "0.132617" not in text
     code, out, _ = run_cli(capsys, "zoo", "llama-3.1-8b", "--mfu", "0.25")

@@ -132,11 +132,16 @@ def print_summary(console, s: dict, run_path) -> None:
 @click.option("--dry-run", is_flag=True, help="Print the shape, counts and memory; train nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: one JSON object. Else: print the summary as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--record-mfu", is_flag=True,
+              help="Keep this run's measured MFU in $KNOBSIM_CACHE/mfu.json (default "
+              "~/.cache/knobsim) for `knobsim zoo`'s training times, if it is the largest "
+              "transformer recorded on this machine (float32, one device). Off by default: a "
+              "run writes nothing outside its run directory but knobsim's caches.")
 @parallel_options
 @watch_options
 @language_options
 def train(budget, arch, tokens, steps, batch, seq, lr, seed, dtype, out, chunk, ckpt_every, keep,
-          resume_path, overwrite, dry_run, as_json, quiet, **lang_kw):
+          resume_path, overwrite, dry_run, as_json, quiet, record_mfu, **lang_kw):
     """Train a model of about --params knobs on the synthetic language.
 
     Knob statistics, sampled dials and weight snapshots are recorded into the run
@@ -156,7 +161,7 @@ def train(budget, arch, tokens, steps, batch, seq, lr, seed, dtype, out, chunk, 
 
     parallel_from(lang_kw)  # first: --distributed must come before JAX sees a device
     if resume_path is not None:
-        return _resume(resume_path, quiet, as_json, lang_kw)
+        return _resume(resume_path, quiet, as_json, record_mfu, lang_kw)
     from knobsim.data.language import build_language
     from knobsim.models import sizing
     from knobsim.core.plan import plan_run
@@ -193,6 +198,7 @@ def train(budget, arch, tokens, steps, batch, seq, lr, seed, dtype, out, chunk, 
     install_stop_handlers()
     summary = run_with_progress(cfg, run, lang, quiet or as_json, console, watch=watch, live=live,
                                 tensorboard=tensorboard)
+    _record(summary, record_mfu, console, as_json)
     if as_json:
         click.echo(json.dumps(summary))
     else:
@@ -250,7 +256,17 @@ def install_stop_handlers() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _resume(path: Path, quiet: bool, as_json: bool, kw: dict):
+def _record(summary: dict, record_mfu: bool, console, as_json: bool) -> None:
+    """--record-mfu: the zoo's MFU from this run (knobsim.core.hardware.record_run_mfu)."""
+    if not record_mfu:
+        return
+    from knobsim.core import hardware
+
+    if not hardware.record_run_mfu(summary) and not as_json:
+        console.print("--record-mfu: not recorded (the zoo's MFU is one float32 seed on one device)")
+
+
+def _resume(path: Path, quiet: bool, as_json: bool, record_mfu: bool, kw: dict):
     from knobsim.io import rundir as record
     from knobsim.config import RunConfig
     from knobsim.data.language import build_language
@@ -289,6 +305,7 @@ def _resume(path: Path, quiet: bool, as_json: bool, kw: dict):
     install_stop_handlers()
     summary = run_with_progress(cfg, run, lang, quiet or as_json, console, watch=watch,
                                 live=bool(kw.get("watch")), tensorboard=tensorboard, resume=True)
+    _record(summary, record_mfu, console, as_json)
     if as_json:
         click.echo(json.dumps(summary))
     else:

@@ -23,10 +23,10 @@ POSITIVE = click.IntRange(min=1)
 MFU_OPTION = click.option(
     "--mfu", type=click.FloatRange(0, 1, min_open=True), default=None, metavar="FRACTION",
     help="fraction of this machine's measured fp32 matmul peak that a training step "
-    "sustains (MFU), for the training times. [default: the MFU `knobsim train` measured "
-    "for the largest transformer it has trained on this machine, kept in "
+    "sustains (MFU), for the training times. [default: the MFU `knobsim train --record-mfu` "
+    "measured for the largest transformer it has trained on this machine, kept in "
     "$KNOBSIM_CACHE/mfu.json (default ~/.cache/knobsim/mfu.json); until one has been "
-    f"trained, {Z.ASSUMED_MFU:g} ({Z.fmt_mfu(Z.ASSUMED_MFU)}), an assumption]",
+    f"recorded, {Z.ASSUMED_MFU:g} ({Z.fmt_mfu(Z.ASSUMED_MFU)}), an assumption]",
 )
 
 

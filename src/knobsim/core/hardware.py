@@ -9,6 +9,7 @@ machine, backend and dtype and cached in ``$KNOBSIM_CACHE`` (default
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import time
@@ -154,6 +155,17 @@ def record_mfu(arch: str, n_params: int, mfu: float, tokens_per_s: float) -> Non
     data[key] = {"n_params": int(n_params), "mfu": float(mfu), "tokens_per_s": float(tokens_per_s),
                  "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     _write_cache(path, data)
+
+
+def record_run_mfu(summary: dict) -> bool:
+    """record_mfu from a training run's summary, if it measures what the zoo assumes: one
+    seed on one device, float32, a finite speed. True if it was eligible (the cache keeps
+    only the largest transformer's). Opt-in: `knobsim train --record-mfu`."""
+    ok = (summary.get("dtype") == "float32" and summary.get("n_seeds_together", 1) == 1
+          and summary.get("devices", 1) == 1 and math.isfinite(summary.get("tokens_per_s", math.nan)))
+    if ok:
+        record_mfu(summary["arch"], summary["n_params_total"], summary["mfu"], summary["tokens_per_s"])
+    return ok
 
 
 def measured_mfu() -> dict | None:

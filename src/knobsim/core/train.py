@@ -327,14 +327,11 @@ def _train(cfg, seeds, runs, on_chunk, lang, vmapped, watch=None, tensorboard=Fa
         if prog.chunk_losses is None:  # resumed from the final checkpoint: nothing to train
             prog.chunk_losses, prog.last_eval = _losses_from_log(rows0, cfg, next_stop, watch is not None)
         timing = G.timing([*earlier, this_segment()])
-        tokens_per_s = timing["tokens_per_s"]
         watch_hook = next((h for h in hooks if isinstance(h, H.WatchHook)), None)
         last_watch = None if watch_hook is None else watch_hook.last
         summaries = _summaries(s, runs, prog, first_eval, timing, reference, last_watch)
     finally:  # every file closed, whatever ended the run (the end, divergence, a stop, an error)
         H.close_all(hooks or ([ckpt] if ckpt is not None else []))
-    if not vmapped and prog.step > start and math.isfinite(tokens_per_s) and cfg.dtype == "float32":
-        hardware.record_mfu(cfg.model.arch, cfg.model.n_params_total, summaries[0]["mfu"], tokens_per_s)
     return summaries
 
 

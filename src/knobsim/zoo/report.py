@@ -115,9 +115,9 @@ class Throughput:
 def throughput(mfu: float | None = None) -> Throughput:
     """This machine's measured peak times an MFU, and where that MFU comes from.
 
-    In order: ``mfu`` if given (``knobsim zoo --mfu``); else the MFU `knobsim train`
-    measured for the largest transformer it has trained on this machine, kept in
-    ``$KNOBSIM_CACHE/mfu.json`` (knobsim.core.hardware.record_mfu); else ASSUMED_MFU.
+    In order: ``mfu`` if given (``knobsim zoo --mfu``); else the MFU `knobsim train
+    --record-mfu` measured for the largest transformer it has trained on this machine, kept
+    in ``$KNOBSIM_CACHE/mfu.json`` (knobsim.core.hardware.record_mfu); else ASSUMED_MFU.
     """
     from knobsim.core import hardware  # measures once per machine (about a second), then cached
 
@@ -130,11 +130,11 @@ def throughput(mfu: float | None = None) -> Throughput:
         if path.startswith(home + "/"):
             path = "~" + path[len(home):]
         return Throughput(hardware.peak_flops(), seen["mfu"],
-                          f"measured by `knobsim train` on a {seen['n_params']:,}-knob "
+                          f"measured by `knobsim train --record-mfu` on a {seen['n_params']:,}-knob "
                           f"transformer here, read from {path}; --mfu overrides it")
     return Throughput(hardware.peak_flops(), ASSUMED_MFU,
-                      "assumed, not measured: `knobsim train` a transformer here to "
-                      "measure it, or give --mfu")
+                      "assumed, not measured: `knobsim train --record-mfu` a transformer "
+                      "here to measure it, or give --mfu")
 
 
 def seconds_to_train(flop: float, tp: Throughput) -> float:
