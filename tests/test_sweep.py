@@ -117,8 +117,31 @@ def test_table_schema_and_values(done):
         assert r["lr_source"] == "rule" and r["n_seeds_together"] == "2"
         assert os.path.isfile(os.path.join(r["run_dir"], "summary.json"))
     assert sorted((int(r["budget"]), int(r["seed"])) for r in rows) == [(100, 0), (100, 1), (200, 0), (200, 1)]
-    parsed = S.read_table(out / "results.csv")
+    parsed = S.read_rows(out / "results.csv")
     assert parsed[0]["n_params_total"] > 0 and isinstance(parsed[0]["final_eval_loss"], float)
+
+
+def test_one_reader_for_results_rows_and_the_fits_table(done):
+    """results.csv read as rows (the sweep's) and as a loss table (the fits') through the one
+    CSV reader: the same numbers, bit for bit; the old sweep name warns and is read_rows."""
+    from knobsim import read_table
+
+    out, _, _ = done
+    path = out / "results.csv"
+    rows = S.read_rows(path)
+    with open(path, newline="") as f:  # the file as csv.DictReader sees it, for comparison
+        raw = list(csv.DictReader(f))
+    assert [r["run_dir"] for r in rows] == [r["run_dir"] for r in raw]
+    assert [r["final_eval_loss"] for r in rows] == [float(r["final_eval_loss"]) for r in raw]
+    assert [r["n_seeds_together"] for r in rows] == [int(r["n_seeds_together"]) for r in raw]
+    assert all(r["epochs"] is None for r in rows)  # empty cells: None, not 0 or ""
+    t = read_table(path, n_col="n_params_total", d_col="tokens", loss_col="final_eval_loss")
+    assert t.loss.tolist() == [r["final_eval_loss"] for r in rows]
+    assert t.n.tolist() == [r["n_params_total"] for r in rows]
+    assert t.d.tolist() == [r["tokens"] for r in rows]
+    with pytest.warns(DeprecationWarning, match="read_rows"):
+        assert S.read_table is S.read_rows
+    assert "read_table" not in S.__all__
 
 
 def test_rerun_skips_finished_points(done, monkeypatch):
@@ -149,7 +172,7 @@ def test_killed_sweep_keeps_finished_rows_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setattr(T, "train", killed_on_second)
     with pytest.raises(KeyboardInterrupt):
         S.run_sweep(pts, settings, tmp_path)
-    rows = S.read_table(tmp_path / "results.csv")
+    rows = S.read_rows(tmp_path / "results.csv")
     assert [r["budget"] for r in rows] == [100]  # the finished run's row survived the kill
     partial = [p for p in (tmp_path / "runs").iterdir() if not (p / "summary.json").exists()]
     assert len(partial) == 1 and (partial[0] / "config.json").exists()
@@ -177,7 +200,7 @@ def test_shards_then_plain_rerun_merge_into_one_table(tmp_path):
     assert b.trained == 1
     merged = S.run_sweep(pts, SETTINGS, tmp_path)
     assert merged.trained == 0 and merged.skipped == 2
-    assert [r["budget"] for r in S.read_table(tmp_path / "results.csv")] == [100, 200]
+    assert [r["budget"] for r in S.read_rows(tmp_path / "results.csv")] == [100, 200]
 
 
 def test_other_settings_train_new_runs_beside_the_old(done):

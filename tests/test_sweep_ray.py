@@ -105,9 +105,9 @@ def on_ray(tmp_path_factory):
 def test_ray_sweep_gives_the_local_backends_table(local, on_ray):
     out, res = on_ray
     assert res.trained == 4 and res.skipped == 0
-    rows = S.read_table(out / "results.csv")
+    rows = S.read_rows(out / "results.csv")
     assert len(rows) == 4 and res.table == out / "results.csv"
-    ref = S.read_table(local.table)
+    ref = S.read_rows(local.table)
     same = ("arch", "shape", "n_params_total", "tokens", "compute", "final_eval_loss",
             "final_train_loss", "entropy_floor", "lr", "seed", "budget", "lr_source", "steps",
             "n_seeds_together")
@@ -149,7 +149,7 @@ class _DriverKilledAfterFirstPoint(S.Reporter):
 def test_a_killed_driver_keeps_finished_points_and_a_rerun_trains_the_rest(tmp_path, local):
     with pytest.raises(KeyboardInterrupt):
         R.run_sweep_ray(_points(), SETTINGS, tmp_path, reporter=_DriverKilledAfterFirstPoint())
-    first = S.read_table(tmp_path / "results.csv")
+    first = S.read_rows(tmp_path / "results.csv")
     assert len(first) >= 1  # the finished point's row was written before the stop
     finished = {p.name for p in (tmp_path / "runs").iterdir() if (p / "summary.json").exists()}
     stamps = {n: (tmp_path / "runs" / n / "summary.json").stat().st_mtime_ns for n in finished}
@@ -166,7 +166,7 @@ def test_tune_lr_runs_the_grid_as_tasks_first(tmp_path):
                           check_memory=False)
     res = R.run_sweep_ray(_points(budgets=(100,), seeds=1), settings, tmp_path)
     assert res.trained == 3  # two tuning runs and the run itself
-    grid = S.read_table(tmp_path / "lr_tune.csv")
+    grid = S.read_rows(tmp_path / "lr_tune.csv")
     best = min(grid, key=lambda r: r["final_eval_loss"])
     (row,) = res.rows
     assert row["lr_source"] == "tuned" and row["lr"] == pytest.approx(best["lr"])
@@ -206,7 +206,7 @@ def test_cli_sweep_on_ray(tmp_path, capsys, local):
     code, out, err = _knobsim(capsys, *ARGS, "--ray", "--out", str(tmp_path / "s"))
     assert code == 0, err
     assert "trained 2, already finished 0" in out and "knobsim fit --csv" in out
-    rows = S.read_table(tmp_path / "s" / "results.csv")
+    rows = S.read_rows(tmp_path / "s" / "results.csv")
     ref = {k: v for k, v in _losses(local.rows).items() if k[1] == 0}
     assert _losses(rows) == ref
     code, out, err = _knobsim(capsys, *ARGS, "--out", str(tmp_path / "s"), "--ray")

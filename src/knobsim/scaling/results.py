@@ -1,4 +1,5 @@
-"""results.csv: one row per finished run, rebuilt from the run directories, written atomically."""
+"""results.csv: one row per finished run, rebuilt from the run directories, written atomically,
+read back by read_rows."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from knobsim.io import rundir as record
 from knobsim.scaling.points import RESULT_COLUMNS
+from knobsim.scaling.table import read_csv
 
 
 # -- the results table -------------------------------------------------------------------
@@ -116,18 +118,24 @@ def write_table(out: Path) -> Path:
     return path
 
 
-def read_table(path: Path) -> list[dict]:
-    """results.csv back as dicts with numbers parsed (shape stays a JSON string)."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    ints = {"n_params_total", "n_params_nonembedding", "tokens", "seed", "budget", "steps",
-            "batch", "seq", "pool_tokens", "n_seeds_together"}
-    floats = {"compute", "final_eval_loss", "entropy_floor", "lr", "wall_s", "epochs", "zipf",
-              "final_train_loss", "tokens_per_s"}
+# Columns of results.csv and lr_tune.csv read back as numbers (an empty cell is None).
+INT_COLUMNS = frozenset({"n_params_total", "n_params_nonembedding", "tokens", "seed", "budget",
+                         "steps", "batch", "seq", "pool_tokens", "n_seeds_together"})
+FLOAT_COLUMNS = frozenset({"compute", "final_eval_loss", "entropy_floor", "lr", "wall_s", "epochs",
+                           "zipf", "final_train_loss", "tokens_per_s"})
+
+
+def read_rows(path: Path) -> list[dict]:
+    """results.csv (or lr_tune.csv) back as one dict per run, numbers parsed (shape stays a
+    JSON string; other columns stay text). Read by knobsim's one CSV reader,
+    :func:`knobsim.scaling.table.read_csv`; :func:`knobsim.scaling.table.read_table` reads
+    the same file as a loss table for the fits."""
+    header, body = read_csv(path)
+    rows = [dict(zip(header, r + [""] * (len(header) - len(r)))) for r in body]
     for r in rows:
-        for k in ints & r.keys():
+        for k in INT_COLUMNS & r.keys():
             r[k] = int(r[k]) if r[k] != "" else None
-        for k in floats & r.keys():
+        for k in FLOAT_COLUMNS & r.keys():
             r[k] = float(r[k]) if r[k] != "" else None
     return rows
 

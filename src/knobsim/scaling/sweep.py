@@ -50,7 +50,7 @@ from knobsim.scaling.points import (
 )
 from knobsim.scaling.progress import Reporter, RichReporter
 from knobsim.scaling.results import (
-    _cell, _row, _write_csv_atomic, build_table, fit_hint, read_table, write_table,
+    _cell, _row, _write_csv_atomic, build_table, fit_hint, read_rows, write_table,
 )
 
 # What this module is the home of, and what it re-exports from its parts (points, results,
@@ -60,11 +60,23 @@ __all__ = [
     "LR_GRID", "RESULT_COLUMNS", "TUNE_COLUMNS", "TUNE_FRACTION", "TUNE_MIN_STEPS",
     "VMAP_BREAK_EVEN", "Point", "Settings", "order", "parse_shard", "parse_sizes", "plan_all",
     "run_name", "shard_points", "sweep_points", "validate_settings",
-    "Reporter", "RichReporter", "build_table", "fit_hint", "read_table", "write_table",
+    "Reporter", "RichReporter", "build_table", "fit_hint", "read_rows", "write_table",
 ]
 # Private helpers shared with the other sweep backends.
 _SHARED = (_count, _finished, _fresh_run_dir, _plan, _request, _resumable, _cell, _row,
            _write_csv_atomic)
+
+
+def __getattr__(name: str):
+    # The old name of read_rows: knobsim has one read_table (knobsim.scaling.table: the loss
+    # table of the fits), so the rows of results.csv are read_rows now.
+    if name == "read_table":
+        import warnings
+
+        warnings.warn("knobsim.scaling.sweep.read_table is now read_rows (knobsim.read_table "
+                      "reads a loss table for the fits)", DeprecationWarning, stacklevel=2)
+        return read_rows
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # -- running -----------------------------------------------------------------------------

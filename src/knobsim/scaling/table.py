@@ -1,6 +1,8 @@
-"""Loss tables for the fits: read a CSV of runs, check every cell, drop the worst rows.
+"""CSV tables of runs: the one reader, and loss tables for the fits.
 
-The only I/O of the fitting code (:mod:`knobsim.scaling.fit` fits what this returns). Bad
+:func:`read_csv` is knobsim's one CSV parser; :func:`read_table` builds on it the loss
+table the fits take (:mod:`knobsim.scaling.fit` fits what it returns), and
+:func:`knobsim.scaling.results.read_rows` the typed rows of a sweep's results.csv. Bad
 input raises :class:`~knobsim.errors.KnobsimError` with one line that says what is wrong
 and how to fix it.
 """
@@ -32,8 +34,10 @@ class Table:
         return int(self.loss.shape[0])
 
 
-def _csv_rows(path: Path) -> list[list[str]]:
-    """The non-blank rows of a CSV file, header first; one clear error when unreadable."""
+def read_csv(path: str | Path) -> tuple[list[str], list[list[str]]]:
+    """(header, body): a CSV file's header row (names stripped) and its non-blank rows,
+    cells as text; one clear error when it is missing, unreadable or empty."""
+    path = Path(path)
     if not path.exists():
         raise KnobsimError(f"no such file: {path}; pass an existing CSV with --csv")
     if not path.is_file():
@@ -52,7 +56,7 @@ def _csv_rows(path: Path) -> list[list[str]]:
         raise KnobsimError(
             f"{path} is empty; it needs a header row (e.g. N,D,loss) and one row per run"
         )
-    return rows
+    return [h.strip() for h in rows[0]], rows[1:]
 
 
 def _column(path: Path, body: list[list[str]], i: int, name: str) -> np.ndarray:
@@ -94,9 +98,7 @@ def read_table(
     Kaplan et al. 2020, Sec. 2.1).
     """
     path = Path(path)
-    rows = _csv_rows(path)
-    header = [h.strip() for h in rows[0]]
-    body = rows[1:]
+    header, body = read_csv(path)
     have = ", ".join(header)
 
     def col(name: str) -> int | None:
