@@ -27,6 +27,17 @@ HERE = Path(__file__).resolve().parent
 BATCH, SEQ = 16, 64
 TINY = dict(batch=4, seq=16)  # --tiny: 64 tokens per step
 
+# The L(N) sweep: scaling_params trains it; learning_curves and explosion read the same runs
+# (same points, same run names, so one sweep folder serves all three). Per mode: sizes,
+# seeds, tokens per run (None: the full-mode rule below).
+LN_SWEEP = {
+    "full": dict(sizes="1e3:3.16e5:6", seeds=3, tokens=None),
+    "quick": dict(sizes="1e3:3.16e5:6", seeds=3, tokens=1_000_000),
+    "tiny": dict(sizes="200,400,800", seeds=2, tokens=256),
+}
+FULL_MIN_TOKENS = 32_000_000  # full mode: D = max(32M, 200 N), capacity-limited (the pilot)
+FULL_TOKENS_PER_KNOB = 200
+
 
 def parse(doc: str, name: str, extra=None) -> argparse.Namespace:
     from knobsim.core import runtime
@@ -57,6 +68,24 @@ def shape(mode: str) -> dict:
     return TINY if mode == "tiny" else {"batch": BATCH, "seq": SEQ}
 
 
+def ln_points(mode: str) -> list[S.Point]:
+    """The L(N) sweep's points in this mode (LN_SWEEP)."""
+    m = LN_SWEEP[mode]
+    sh = shape(mode)
+    if m["tokens"] is not None:
+        return S.sweep_points(S.parse_sizes(m["sizes"]), m["seeds"], tokens=m["tokens"], **sh)
+    pts = []
+    for b in S.parse_sizes(m["sizes"]):
+        pts += S.sweep_points([b], m["seeds"], tokens=max(FULL_MIN_TOKENS, FULL_TOKENS_PER_KNOB * b), **sh)
+    return pts
+
+
+def ln_sweep_dir(out: Path, mode: str) -> Path:
+    """Where the L(N) sweep of this mode lives beside ``out``: scaling_params' own sweep
+    folder (OUT/../scaling_params[-quick]/sweep), so the runs are trained once."""
+    return out.parent / ("scaling_params" + ("" if mode == "full" else f"-{mode}")) / "sweep"
+
+
 def settings(mode: str, **kw) -> S.Settings:
     sh = shape(mode)
     return S.Settings(batch=sh["batch"], seq=sh["seq"], check_memory=mode != "tiny", **kw)
@@ -66,7 +95,7 @@ def run(points, sett: S.Settings, out: Path, quiet: bool) -> list[dict]:
     """Train what is not finished (resumable) and return the sweep's table rows."""
     rep = S.Reporter() if quiet else S.RichReporter()
     res = S.run_sweep(points, sett, out, reporter=rep)
-    return S.read_table(res.table)
+    return S.read_rows(res.table)
 
 
 def finish(a, summary: dict, pngs: list[Path]) -> None:

@@ -5,8 +5,8 @@ the brain.
     python experiments/explosion.py            # reuses scaling_params' full runs: ~3 h alone (estimate), 20 s after it
 
 One log axis of parameter count from 10 to 10^14. Above it, the models you trained
-(scaling_params' sweep in the same mode: the runs are shared, so this costs nothing after
-that experiment) and the L(N) = E + A / N^alpha law fitted to them (knobsim.scaling.fit, E
+(scaling_params' sweep in the same mode, _common.LN_SWEEP: the runs are shared, so this
+costs nothing after that experiment) and the L(N) = E + A / N^alpha law fitted to them (knobsim.scaling.fit, E
 free, 95% bootstrap band), drawn solid where there are runs and dashed beyond: an
 EXTRAPOLATION of a law fitted on a synthetic character-level language, many decades past
 the data. Below it, lane by lane, every row of the explainer's story from knobsim.zoo:
@@ -32,12 +32,16 @@ from __future__ import annotations
 import numpy as np
 
 import _common as C
-import scaling_params
 from knobsim.scaling import plots as P
 from knobsim import scaling
 from knobsim import zoo
 from knobsim.models.counting import count_decoder
 
+MODES = {  # the runs are the L(N) sweep's (_common.LN_SWEEP); here: bootstrap resamples
+    "full": dict(boot=200),
+    "quick": dict(boot=200),
+    "tiny": dict(boot=6),
+}
 # The explainer's story, lane by lane from the top; every key resolves in knobsim.zoo. An
 # entry of two keys is drawn as one range: the explainer's "Llama 3.2 (small), 2 billion"
 # is the 1B and 3B models. GPT-2 is the explainer's 1.5B, i.e. GPT-2 XL.
@@ -300,14 +304,17 @@ def summary(rows, fit, refs: list[dict]) -> dict:
     }
 
 
-def main():
-    a = C.parse(__doc__, "explosion")
-    sweep_dir = a.out.parent / ("scaling_params" + ("" if a.mode == "full" else f"-{a.mode}")) / "sweep"
-    rows = C.run(scaling_params.points(a.mode), C.settings(a.mode), sweep_dir, a.quiet)
-    boot = 6 if a.mode == "tiny" else 200
+def fit_law(rows, boot: int):
+    """L(N) = E + A / N^alpha over every run (each seed a row), E free."""
     n = np.array([r["n_params_total"] for r in rows], float)
     loss = np.array([r["final_eval_loss"] for r in rows], float)
-    fit = scaling.fit_power_law(n, loss, var="n", bootstrap=boot)
+    return scaling.fit_power_law(n, loss, var="n", bootstrap=boot)
+
+
+def main():
+    a = C.parse(__doc__, "explosion")
+    rows = C.run(C.ln_points(a.mode), C.settings(a.mode), C.ln_sweep_dir(a.out, a.mode), a.quiet)
+    fit = fit_law(rows, MODES[a.mode]["boot"])
     refs = references()
     png = P.save(draw(rows, fit, refs), a.out / "explosion.png")
     C.finish(a, summary(rows, fit, refs), [png])

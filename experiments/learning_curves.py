@@ -14,8 +14,8 @@ estimate of the loss on unseen text: the train loss here is a test loss, at ever
 Seed 0 only, so the curves are single runs.
 
 By default it reads (and if needed trains) the sweep of scaling_params in the same mode,
-beside --out (OUT/../scaling_params[-quick]/sweep): the runs are the same, so running both
-costs one sweep. --runs DIR reads another sweep's results.csv and run directories.
+beside --out (OUT/../scaling_params[-quick]/sweep): both run the L(N) sweep of
+_common.LN_SWEEP, so running both costs one sweep. --runs DIR reads another sweep's results.csv and run directories.
 
 Writes to --out (default experiments/out/learning_curves[-quick]):
   learning_curves.png     loss vs compute, all sizes, frontier and its fit | N on the frontier
@@ -26,16 +26,21 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 import _common as C
-import scaling_params
 from knobsim.scaling import plots as P
 from knobsim.io import rundir as record
 from knobsim import scaling
 from knobsim.scaling import sweep as S
 
+MODES = {  # the runs are the L(N) sweep's (_common.LN_SWEEP); here: bootstrap resamples
+    "full": dict(boot=200),
+    "quick": dict(boot=200),
+    "tiny": dict(boot=6),
+}
 BINS_PER_DECADE = 12
 WARMUP_SKIP = 2.0  # the frontier fit starts after the smallest run's first 2 x warmup steps
 
@@ -57,11 +62,18 @@ def curve(run_dir: Path, n: int):
             np.array([loss[idx == i].mean() for i in keep]))
 
 
-def frontier(curves: dict, grid: np.ndarray):
+class Frontier(NamedTuple):
+    grid: np.ndarray  # (G,) compute C, log-spaced over every run's range
+    best: np.ndarray  # (G,) the lowest loss any run reached with at most C FLOP
+    who: np.ndarray  # (G,) N of that run
+    ok: np.ndarray  # (G,) where some run reached C
+
+
+def frontier(curves: dict, grid: np.ndarray) -> Frontier:
     """The compute-efficient frontier on a compute grid: the lowest loss any run reached
-    with at most C FLOP, and the size of that run: (loss (G,), N (G,), defined (G,)).
-    Each curve is interpolated in log C within its own range; a run's loss at C' <= C
-    counts at C (stopping there costs less), so the frontier never rises."""
+    with at most C FLOP, and the size of that run. Each curve is interpolated in log C
+    within its own range; a run's loss at C' <= C counts at C (stopping there costs less),
+    so the frontier never rises."""
     best = np.full(grid.size, np.inf)
     who = np.zeros(grid.size)
     for n, (c, loss) in curves.items():
@@ -76,40 +88,50 @@ def frontier(curves: dict, grid: np.ndarray):
         if best[i - 1] < best[i]:
             best[i], who[i] = best[i - 1], who[i - 1]
     ok = np.isfinite(best)
-    return best, who, ok
+    return Frontier(grid, best, who, ok)
 
 
-def main():
-    def extra(ap: argparse.ArgumentParser):
-        ap.add_argument("--runs", type=Path, default=None,
-                        help="a sweep directory to read (default: scaling_params' sweep)")
-
-    a = C.parse(__doc__, "learning_curves", extra)
+def first_seed(a) -> list[dict]:
+    """The runs to draw: the L(N) sweep's (trained here if missing) or --runs', seed 0 only."""
     if a.runs is None:
-        sweep_dir = a.out.parent / ("scaling_params" + ("" if a.mode == "full" else f"-{a.mode}")) / "sweep"
-        rows = C.run(scaling_params.points(a.mode), C.settings(a.mode), sweep_dir, a.quiet)
+        rows = C.run(C.ln_points(a.mode), C.settings(a.mode), C.ln_sweep_dir(a.out, a.mode), a.quiet)
     else:
-        rows = S.read_table(a.runs / "results.csv")
-    rows = [r for r in rows if r["seed"] == min(x["seed"] for x in rows)]
-    floor = rows[0]["entropy_floor"]
+        rows = S.read_rows(a.runs / "results.csv")
+    return [r for r in rows if r["seed"] == min(x["seed"] for x in rows)]
 
-    curves = {r["n_params_total"]: curve(Path(r["run_dir"]), r["n_params_total"]) for r in rows}
-    all_c = np.concatenate([c for c, _ in curves.values() if c.size])
-    grid = np.geomspace(all_c.min(), all_c.max(), 80)
-    best, who, ok = frontier(curves, grid)
-    # Fit where the smallest run is past its warmup (before that the frontier is warmup).
+
+def fit_frontier(rows, fr: Frontier, boot: int):
+    """L(C) = floor + B / C^beta on the frontier where the smallest run is past its warmup
+    (before that the frontier is warmup). Returns (the fit, the grid points it used)."""
+    grid, best = fr.grid, fr.best
     small = min(rows, key=lambda r: r["n_params_total"])
     warm = record.read_json(Path(small["run_dir"]) / "config.json")["optim"]["warmup_steps"]
     c0 = 6.0 * small["n_params_total"] * min(WARMUP_SKIP * warm, small["steps"] / 2) * small["batch"] * small["seq"]
-    fit_ok = ok & (grid >= c0)
-    boot = 6 if a.mode == "tiny" else 200
+    fit_ok = fr.ok & (grid >= c0)
     # The frontier's points are not independent measurements (neighbours share runs), so
     # its bootstrap interval is optimistic; it is reported as a rough guide.
-    fit = scaling.fit_power_law(grid[fit_ok], best[fit_ok], var="d", floor=floor, bootstrap=boot)
+    fit = scaling.fit_power_law(grid[fit_ok], best[fit_ok], var="d", floor=rows[0]["entropy_floor"],
+                                bootstrap=boot)
+    return fit, fit_ok
 
+
+def size_slope(fr: Frontier, fit_ok) -> float | None:
+    """How the frontier's size grows with compute: a line through the distinct steps of
+    log N against log C (None with fewer than 2 sizes on it)."""
+    grid, who = fr.grid, fr.who
+    sel = fit_ok & (who > 0)
+    if len(np.unique(who[sel])) < 2:
+        return None
+    return float(np.polyfit(np.log(grid[sel]), np.log(who[sel]), 1)[0])
+
+
+def figure(rows, curves: dict, fr: Frontier, fit, fit_ok, out: Path) -> Path:
+    """Left: every size's curve, the frontier and its fit. Right: the size on the frontier."""
+    import matplotlib as mpl
+
+    grid, best, who, ok = fr
+    floor = rows[0]["entropy_floor"]
     with P.style():
-        import matplotlib as mpl
-
         fig, (a1, a2) = P.figure(ncols=2, width=11.0, height=4.6,
                                  gridspec_kw={"width_ratios": [1.6, 1]})
         ns = sorted(curves)
@@ -144,19 +166,28 @@ def main():
         fig.suptitle(f"Learning curves of {len(ns)} sizes (seed {rows[0]['seed']}); "
                      f"{rows[0]['tokens']:,} tokens each, batch {rows[0]['batch']} x {rows[0]['seq']}",
                      fontsize=11)
-        png = P.save(fig, a.out / "learning_curves.png")
+        return P.save(fig, out / "learning_curves.png")
 
-    # How the frontier's size grows with compute: a line through the distinct steps.
-    sel = fit_ok & (who > 0)
-    slope = None
-    if len(np.unique(who[sel])) >= 2:
-        slope = float(np.polyfit(np.log(grid[sel]), np.log(who[sel]), 1)[0])
+
+def main():
+    def extra(ap: argparse.ArgumentParser):
+        ap.add_argument("--runs", type=Path, default=None,
+                        help="a sweep directory to read (default: scaling_params' sweep)")
+
+    a = C.parse(__doc__, "learning_curves", extra)
+    rows = first_seed(a)
+    curves = {r["n_params_total"]: curve(Path(r["run_dir"]), r["n_params_total"]) for r in rows}
+    all_c = np.concatenate([c for c, _ in curves.values() if c.size])
+    grid = np.geomspace(all_c.min(), all_c.max(), 80)
+    fr = frontier(curves, grid)
+    fit, fit_ok = fit_frontier(rows, fr, MODES[a.mode]["boot"])
+    png = figure(rows, curves, fr, fit, fit_ok, a.out)
     C.finish(a, {
         "beta_frontier": fit.beta, "beta_frontier_ci": fit.ci.get("beta"), "B": fit.B,
-        "r2_frontier": fit.r2, "entropy_floor": floor, "E_fixed_at_floor": True,
-        "frontier_n_vs_c_slope": slope,
+        "r2_frontier": fit.r2, "entropy_floor": rows[0]["entropy_floor"], "E_fixed_at_floor": True,
+        "frontier_n_vs_c_slope": size_slope(fr, fit_ok),
         "frontier": [{"C": float(c), "loss": float(v), "n_params": int(w)}
-                     for c, v, w in zip(grid[fit_ok][::6], best[fit_ok][::6], who[fit_ok][::6])],
+                     for c, v, w in zip(grid[fit_ok][::6], fr.best[fit_ok][::6], fr.who[fit_ok][::6])],
         "sizes": [int(n) for n in sorted(curves)],
         "compute_range_fitted": [float(grid[fit_ok].min()), float(grid[fit_ok].max())],
         "note": "frontier fit interval from a bootstrap over frontier grid points, which are not "
