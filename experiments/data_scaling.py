@@ -37,9 +37,10 @@ from knobsim.scaling import sweep as S
 
 MODES = {
     "full": dict(sizes=[10_000, 100_000, 316_000], pools=[16_000, 64_000, 256_000, 1_000_000, 4_000_000],
-                 tokens=8_000_000, seeds=2),
-    "quick": dict(sizes=[10_000, 100_000], pools=[16_000, 64_000, 256_000], tokens=1_000_000, seeds=1),
-    "tiny": dict(sizes=[200], pools=[128, 512], tokens=1024, seeds=1),
+                 tokens=8_000_000, seeds=2, boot=200),
+    "quick": dict(sizes=[10_000, 100_000], pools=[16_000, 64_000, 256_000], tokens=1_000_000, seeds=1,
+                  boot=200),
+    "tiny": dict(sizes=[200], pools=[128, 512], tokens=1024, seeds=1, boot=6),
 }
 # Repetition "hurts" from the first evaluation after epoch 1 at which the pool's eval loss
 # is more than this above the unlimited run's at the same tokens seen and stays so to the
@@ -66,18 +67,16 @@ def eval_curve(run_dir: Path):
     return np.array([r["tokens"] for r in rows], float), np.array([r["eval_loss"] for r in rows], float)
 
 
-def main():
-    a = C.parse(__doc__, "data_scaling")
-    sett = C.settings(a.mode, evals=EVALS)
-    rows = C.run(points(a.mode), sett, a.out / "sweep", a.quiet)
-    floor = rows[0]["entropy_floor"]
-    budgets = sorted({r["budget"] for r in rows})
-    pools = sorted({r["pool_tokens"] for r in rows if r["pool_tokens"]})
+def pools_of(rows) -> list[int]:
+    return sorted({r["pool_tokens"] for r in rows if r["pool_tokens"]})
 
-    # Mean eval curve over seeds for each (size, pool); pools of 0 are unlimited.
+
+def mean_curves(rows):
+    """Per (size, pool), pool 0 the unlimited run: the mean eval curve over seeds
+    (tokens seen (K,), loss (K,)) and (mean final eval loss, N)."""
     curves, finals = {}, {}
-    for b in budgets:
-        for pool in [0, *pools]:
+    for b in sorted({r["budget"] for r in rows}):
+        for pool in [0, *pools_of(rows)]:
             rs = [r for r in rows if r["budget"] == b and r["pool_tokens"] == pool]
             if not rs:
                 continue
@@ -85,11 +84,16 @@ def main():
             t = cs[0][0]
             curves[b, pool] = (t, np.mean([c[1] for c in cs], axis=0))
             finals[b, pool] = (float(np.mean([r["final_eval_loss"] for r in rs])), rs[0]["n_params_total"])
+    return curves, finals
 
-    results, fits = [], {}
-    for b in budgets:
+
+def repetition(rows, curves, finals) -> list[dict]:
+    """Per size and pool: final and best loss, excess over unlimited data, and where
+    repetition starts to hurt (REPEAT_HURTS)."""
+    results = []
+    for b in sorted({r["budget"] for r in rows}):
         t_u, l_u = curves[b, 0]
-        for pool in pools:
+        for pool in pools_of(rows):
             t, lp = curves[b, pool]
             gap = lp - np.interp(t, t_u, l_u)
             # Only after the first epoch (before it, pool and fresh text differ by sampling
@@ -104,11 +108,27 @@ def main():
                 "hurts_at_tokens": t_hurt, "hurts_at_epochs": None if t_hurt is None else t_hurt / pool,
                 "best_eval_loss": float(lp.min()), "best_at_epochs": float(t[int(np.argmin(lp))] / pool),
             })
+    return results
+
+
+def fits(finals, pools, budgets, boot: int) -> dict:
+    """Per size, with MIN_POOLS_TO_FIT pools all above the unlimited loss: L(D) = L_inf +
+    B / D^beta over the pool sizes, L_inf fixed at the unlimited run's loss."""
+    out = {}
+    for b in budgets:
         ex = np.array([finals[b, p][0] for p in pools])
         if len(pools) >= MIN_POOLS_TO_FIT and np.all(ex > finals[b, 0][0]):
-            fits[b] = scaling.fit_power_law(np.array(pools, float), ex, var="d", floor=finals[b, 0][0],
-                                            bootstrap=6 if a.mode == "tiny" else 200)
+            out[b] = scaling.fit_power_law(np.array(pools, float), ex, var="d", floor=finals[b, 0][0],
+                                           bootstrap=boot)
+    return out
 
+
+def figure(rows, curves, finals, results, fits_, out: Path) -> Path:
+    """One panel per size: eval loss vs tokens seen, each pool beside unlimited data; the
+    last: final loss vs unique tokens with the fits."""
+    floor = rows[0]["entropy_floor"]
+    budgets = sorted({r["budget"] for r in rows})
+    pools = pools_of(rows)
     with P.style():
         nb = len(budgets)
         fig, axes = P.figure(ncols=nb + 1, width=4.2 * (nb + 1), height=4.4)
@@ -134,10 +154,10 @@ def main():
         for k, b in enumerate(budgets):
             col = P.color(k)
             ex = [finals[b, p][0] for p in pools]
-            ax.plot(pools, ex, "o" if b in fits else "o-", color=col, label=f"N = {finals[b, 0][1]:,}")
+            ax.plot(pools, ex, "o" if b in fits_ else "o-", color=col, label=f"N = {finals[b, 0][1]:,}")
             ax.axhline(finals[b, 0][0], color=col, ls="--", lw=1.0)
-            if b in fits:
-                f = fits[b]
+            if b in fits_:
+                f = fits_[b]
                 g = np.geomspace(min(pools) / 1.5, max(pools) * 4, 100)
                 P.fit_band(ax, f, g, color_=col, ls="-",
                            label=f"  L∞ + B/D^β, β = {P.fmt_ci(f.beta, f.ci.get('beta'), 2)}")
@@ -147,15 +167,25 @@ def main():
         ax.legend(loc="upper right", fontsize=7.5, title="dashed: unlimited data", title_fontsize=8)
         fig.suptitle("Finite data: a pool repeated in epochs vs fresh text "
                      f"(batch {rows[0]['batch']} x {rows[0]['seq']}, lr rule)", fontsize=11)
-        png = P.save(fig, a.out / "data_scaling.png")
+        return P.save(fig, out / "data_scaling.png")
 
+
+def main():
+    a = C.parse(__doc__, "data_scaling")
+    rows = C.run(points(a.mode), C.settings(a.mode, evals=EVALS), a.out / "sweep", a.quiet)
+    budgets, pools = sorted({r["budget"] for r in rows}), pools_of(rows)
+    curves, finals = mean_curves(rows)
+    results = repetition(rows, curves, finals)
+    fits_ = fits(finals, pools, budgets, MODES[a.mode]["boot"])
+    png = figure(rows, curves, finals, results, fits_, a.out)
     C.finish(a, {
-        "tokens_seen": rows[0]["tokens"], "entropy_floor": floor, "repeat_hurts_nats": REPEAT_HURTS,
+        "tokens_seen": rows[0]["tokens"], "entropy_floor": rows[0]["entropy_floor"],
+        "repeat_hurts_nats": REPEAT_HURTS,
         "pools": pools, "sizes": [finals[b, 0][1] for b in budgets],
         "unlimited": {str(finals[b, 0][1]): finals[b, 0][0] for b in budgets},
         "results": results,
         "beta_excess": {str(finals[b, 0][1]): {"beta": f.beta, "beta_ci": f.ci.get("beta"), "r2": f.r2}
-                        for b, f in fits.items()},
+                        for b, f in fits_.items()},
     }, [png])
 
 

@@ -30,6 +30,9 @@ Writes to --out (default experiments/out/isoflop[-quick]):
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import NamedTuple
+
 import numpy as np
 
 import _common as C
@@ -40,14 +43,14 @@ from knobsim.data.language import VOCAB
 from knobsim.models import sizing
 
 MODES = {
-    "full": dict(budgets=[1e11, 3e11, 1e12, 3e12], k=7, seeds=2, boot=200),
-    "quick": dict(budgets=[1e10, 3e10, 1e11], k=6, seeds=1, boot=200),
-    "tiny": dict(budgets=[2e6, 6e6], k=3, seeds=1, boot=6),
+    # budgets (FLOP), sizes per budget, seeds, bootstrap resamples (approach 3, approach 2)
+    "full": dict(budgets=[1e11, 3e11, 1e12, 3e12], k=7, seeds=2, boot=200, boot_a2=1000),
+    "quick": dict(budgets=[1e10, 3e10, 1e11], k=6, seeds=1, boot=200, boot_a2=1000),
+    "tiny": dict(budgets=[2e6, 6e6], k=3, seeds=1, boot=6, boot_a2=20),
 }
 SPAN = (1 / 16, 4.0)  # sizes from N_c / 16 to 4 N_c
 MIN_STEPS = 30
 MIN_BUDGET = 300  # the smallest transformer worth the name
-N_BOOT_A2 = 1000
 # --tiny only exercises the plumbing: 16 starts for the L(N,D) fit instead of the coarse
 # grid's 243 (which took 10 of its 25 s).
 TINY_GRID = {"coef": (5.0, 15.0), "exp": (0.5, 1.5), "e": (0.0,)}
@@ -82,9 +85,18 @@ def vertex(logn: np.ndarray, loss: np.ndarray):
     return -b2 / (2 * a2), a2
 
 
-def approach2(groups: dict, rng, n_boot: int):
-    """groups: C -> (log10 N (R,), loss (R,)). Returns per-budget vertices, the exponent a,
-    its bootstrap interval, the bootstrap's kept share, and the per-budget N_opt intervals."""
+class Approach2(NamedTuple):
+    xs: dict  # C -> log10 N_opt, the parabola's vertex (NaN where it opens downwards)
+    a: float  # N_opt ~ C^a: the line through log10 N_opt against log10 C
+    b0: float  # its intercept
+    a_ci: tuple | None  # 95% bootstrap interval of a (None with under 20 kept resamples)
+    kept: float  # share of resamples whose every parabola opens upwards
+    n_ci: dict  # C -> 95% interval of N_opt, or None
+
+
+def approach2(groups: dict, rng, n_boot: int) -> Approach2:
+    """groups: C -> (log10 N (R,), loss (R,)). The per-budget vertices, the exponent a, its
+    bootstrap interval, the bootstrap's kept share, and the per-budget N_opt intervals."""
     cs = sorted(groups)
     xs = {c: vertex(*groups[c])[0] for c in cs}
     ok = [c for c in cs if np.isfinite(xs[c])]
@@ -109,30 +121,34 @@ def approach2(groups: dict, rng, n_boot: int):
     a_ci = tuple(np.percentile(boot_a, [2.5, 97.5])) if len(boot_a) >= 20 else None
     n_ci = {c: (tuple(10 ** np.percentile(boot_x[c], [2.5, 97.5])) if len(boot_x[c]) >= 20 else None)
             for c in cs}
-    return xs, float(a), float(b0), a_ci, kept / max(1, n_boot), n_ci
+    return Approach2(xs, float(a), float(b0), a_ci, kept / max(1, n_boot), n_ci)
 
 
-def main():
-    a = C.parse(__doc__, "isoflop")
-    m = MODES[a.mode]
-    rows = C.run(points(a.mode), C.settings(a.mode), a.out / "sweep", a.quiet)
-    floor = rows[0]["entropy_floor"]
+def profiles(rows) -> tuple[dict, dict]:
+    """The runs by budget (C -> rows, tag "C=...") and each budget's profile
+    (C -> (log10 N (R,), final loss (R,)))."""
     budgets = {}
     for r in rows:
         budgets.setdefault(float(r["tag"].split("=")[1]), []).append(r)
     groups = {c: (np.log10([r["n_params_total"] for r in rs]), np.array([r["final_eval_loss"] for r in rs]))
               for c, rs in budgets.items()}
-    rng = np.random.default_rng(0)
-    xs, a2, b2, a2_ci, kept, n_ci = approach2(groups, rng, 20 if a.mode == "tiny" else N_BOOT_A2)
+    return budgets, groups
 
+
+def approach3(rows, mode: str):
+    """L(N, D) = E + A / N^alpha + B / D^beta over every run (Hoffmann et al.'s approach 3)."""
     n = np.array([r["n_params_total"] for r in rows], float)
     d = np.array([r["tokens"] for r in rows], float)
     loss = np.array([r["final_eval_loss"] for r in rows], float)
-    fit3 = scaling.fit_chinchilla(n, d, loss, bootstrap=m["boot"],
-                                  grid=TINY_GRID if a.mode == "tiny" else "chinchilla")
-    cs = np.array(sorted(budgets))
-    fr = scaling.compute_optimal(fit3, cs)
+    return scaling.fit_chinchilla(n, d, loss, bootstrap=MODES[mode]["boot"],
+                                  grid=TINY_GRID if mode == "tiny" else "chinchilla")
 
+
+def figure(rows, budgets: dict, groups: dict, a2: Approach2, fit3, out: Path) -> Path:
+    """Left: loss vs N per budget with its parabola and vertex. Right: N_opt vs C, the
+    vertices and their line (approach 2) beside the L(N, D) fit's frontier (approach 3)."""
+    xs, n_ci = a2.xs, a2.n_ci
+    cs = np.array(sorted(budgets))
     with P.style():
         fig, (a1, ax2) = P.figure(ncols=2, width=11.0, height=4.6)
         for k, c in enumerate(cs):
@@ -160,10 +176,10 @@ def main():
         ax2.errorbar(cs[ok], nopt[ok], yerr=np.clip(err[:, ok], 0, None), fmt="o", color=P.color(0), capsize=4,
                      label="approach 2: parabola vertices (95% bootstrap)")
         cg = np.geomspace(cs.min() / 2, cs.max() * 2, 50)
-        if np.isfinite(a2):
-            ci = f" [{a2_ci[0]:.2f}, {a2_ci[1]:.2f}]" if a2_ci else ""
-            ax2.plot(cg, 10 ** (b2 + a2 * np.log10(cg)), color=P.color(0), lw=1.4,
-                     label=f"approach 2: N_opt ∝ C^{a2:.2f}{ci}")
+        if np.isfinite(a2.a):
+            ci = f" [{a2.a_ci[0]:.2f}, {a2.a_ci[1]:.2f}]" if a2.a_ci else ""
+            ax2.plot(cg, 10 ** (a2.b0 + a2.a * np.log10(cg)), color=P.color(0), lw=1.4,
+                     label=f"approach 2: N_opt ∝ C^{a2.a:.2f}{ci}")
         fr_g = scaling.compute_optimal(fit3, cg)
         ci3 = fit3.ci.get("a")
         ax2.plot(cg, fr_g.n_opt, "--", color=P.color(1),
@@ -180,22 +196,39 @@ def main():
         ax2.legend(loc="upper left", fontsize=8)
         fig.suptitle(f"IsoFLOP: {len(cs)} budgets, {len(rows)} runs "
                      f"(batch {rows[0]['batch']} x {rows[0]['seq']}, lr rule); "
-                     f"floor {floor:.3f} nats/char", fontsize=11)
-        png = P.save(fig, a.out / "isoflop.png")
+                     f"floor {rows[0]['entropy_floor']:.3f} nats/char", fontsize=11)
+        return P.save(fig, out / "isoflop.png")
 
+
+def per_budget(budgets: dict, groups: dict, a2: Approach2, fit3) -> list[dict]:
+    """Per budget: N_opt both ways with intervals, whether the vertex lies inside the sizes
+    trained, D_opt, and the sizes."""
+    xs, n_ci = a2.xs, a2.n_ci
+    cs = np.array(sorted(budgets))
+    fr = scaling.compute_optimal(fit3, cs)
+    return [{
+        "C": float(c), "n_opt": float(10 ** xs[c]) if np.isfinite(xs[c]) else None,
+        "n_opt_ci": n_ci[c], "n_opt_interior": bool(np.isfinite(xs[c]) and
+                                                    groups[c][0].min() <= xs[c] <= groups[c][0].max()),
+        "d_opt": float(c / (6 * 10 ** xs[c])) if np.isfinite(xs[c]) else None,
+        "n_opt_approach3": float(fr.n_opt[i]), "n_opt_approach3_ci": fr.n_opt_ci[i].tolist(),
+        "sizes": sorted({int(r["n_params_total"]) for r in budgets[c]}),
+    } for i, c in enumerate(cs)]
+
+
+def main():
+    a = C.parse(__doc__, "isoflop")
+    rows = C.run(points(a.mode), C.settings(a.mode), a.out / "sweep", a.quiet)
+    budgets, groups = profiles(rows)
+    a2 = approach2(groups, np.random.default_rng(0), MODES[a.mode]["boot_a2"])
+    fit3 = approach3(rows, a.mode)
+    png = figure(rows, budgets, groups, a2, fit3, a.out)
     C.finish(a, {
-        "a_approach2": a2, "a_approach2_ci": a2_ci, "bootstrap_kept_share": kept,
+        "a_approach2": a2.a, "a_approach2_ci": a2.a_ci, "bootstrap_kept_share": a2.kept,
         "a_approach3": fit3.a, "a_approach3_ci": fit3.ci.get("a"),
         "b_approach3": fit3.b, "b_approach3_ci": fit3.ci.get("b"),
-        "per_budget": [{
-            "C": float(c), "n_opt": float(10 ** xs[c]) if np.isfinite(xs[c]) else None,
-            "n_opt_ci": n_ci[c], "n_opt_interior": bool(np.isfinite(xs[c]) and
-                                                        groups[c][0].min() <= xs[c] <= groups[c][0].max()),
-            "d_opt": float(c / (6 * 10 ** xs[c])) if np.isfinite(xs[c]) else None,
-            "n_opt_approach3": float(fr.n_opt[i]), "n_opt_approach3_ci": fr.n_opt_ci[i].tolist(),
-            "sizes": sorted({int(r["n_params_total"]) for r in budgets[c]}),
-        } for i, c in enumerate(cs)],
-        "fit_nd": C.fit_dict(fit3), "entropy_floor": floor,
+        "per_budget": per_budget(budgets, groups, a2, fit3),
+        "fit_nd": C.fit_dict(fit3), "entropy_floor": rows[0]["entropy_floor"],
     }, [png])
 
 
