@@ -47,21 +47,22 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
+import shutil
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
-from knobsim.watch import stats as knobs  # noqa: E402
-from knobsim.core import train as T  # noqa: E402
+import _common as C
+from knobsim.config import ModelConfig
+from knobsim.core import train as T
+from knobsim.core.finetune import initial_params
 from knobsim.core.plan import plan_run
-from knobsim.config import ModelConfig  # noqa: E402
-from knobsim.data.language import VOCAB  # noqa: E402
-from knobsim.core.finetune import initial_params  # noqa: E402
-from knobsim.models import sizing  # noqa: E402
-from knobsim.io.rundir import RunDir, load_params  # noqa: E402
+from knobsim.data.language import VOCAB
+from knobsim.io.rundir import RunDir, load_params, read_json
+from knobsim.models import sizing
+from knobsim.scaling import plots as P
+from knobsim.watch import stats as knobs
+from knobsim.watch.recorder import read_watch
 
 MODES = {
     "full": dict(widths=[32, 64, 128, 256, 512], seeds=[0, 1], steps=400, batch=16, seq=64),
@@ -105,16 +106,10 @@ def hidden_change(w0: dict, w1: dict) -> dict:
 
 
 def train_one(cfg, out: Path, quiet: bool) -> dict:
-    from knobsim.watch.recorder import read_watch
-
     if not (out / "summary.json").exists():  # resumable: a finished run is kept
         if out.exists():
-            import shutil
-
             shutil.rmtree(out)
         T.train(cfg, run=RunDir.create(out), watch=knobs.WatchConfig(snapshots=False, knobs_per_tensor=4))
-    from knobsim.io.rundir import read_json
-
     s = read_json(out / "summary.json")
     ch = hidden_change(initial_params(out, cfg), load_params(out))
     rec = read_watch(out)
@@ -133,78 +128,114 @@ def slope(widths, values) -> float:
     return float(np.polyfit(np.log(widths), np.log(values), 1)[0])
 
 
-def figure(res: dict, m: dict, out: Path) -> list[Path]:
-    import matplotlib
+def train_all(params: list[str], m: dict, out: Path, quiet: bool) -> dict[str, list[dict]]:
+    """Every (param, width, seed) run, trained if not finished: {param: [run's numbers]}."""
+    base = min(m["widths"])
+    res = {}
+    for param in params:
+        res[param] = []
+        for width in m["widths"]:
+            for seed in m["seeds"]:
+                cfg = config(width, param, base, seed, m)
+                r = train_one(cfg, out / "runs" / f"{param}-d{width}-s{seed}", quiet)
+                res[param].append({"param": param, "width": width, "seed": seed,
+                                   "n_params": cfg.model.n_params_total, **r})
+    return res
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FormatStrFormatter
 
-    colors = {"SP": "C3", "muP": "C0"}
-    fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.3), layout="constrained")
-    for ax, norm, label in ((axes[0], "frobenius", r"$\|W_T - W_0\|_F \,/\, \|W_0\|_F$"),
-                            (axes[1], "spectral", r"$\|W_T - W_0\|_2 \,/\, \|W_0\|_2$")):
+def slopes(res: dict, widths: list[int]) -> dict:
+    """Per param and norm: the log-log slope of the relative change (geometric mean over
+    seeds) against width, printed beside the theory's."""
+    out = {}
+    for param, runs in res.items():
+        w = np.array(widths, float)
+        out[param] = {}
+        for norm in ("frobenius", "spectral"):
+            mean = [math.exp(np.mean([math.log(r[norm]) for r in runs if r["width"] == x])) for x in w]
+            out[param][norm] = slope(w, mean)
+        print(f"{param}: log-log slope of relative change vs width: Frobenius "
+              f"{out[param]['frobenius']:+.3f} (theory {THEORY[param]['frobenius']:+.1f}), spectral "
+              f"{out[param]['spectral']:+.3f} (theory {THEORY[param]['spectral']:+.1f} aligned, "
+              f"{THEORY[param]['spectral_if_full_rank']:+.1f} if full rank)", flush=True)
+    return out
+
+
+COLORS = {"SP": P.color(1), "muP": P.color(0)}
+
+
+def width_axis(ax, widths) -> None:
+    """A log2 axis ticked at the widths alone. A function scale, not "log": P.save labels a
+    "log" axis of under two decades with decimal minor ticks (20, 30 beside 16, 32)."""
+    # (matplotlib also maps 0, an axis's default limit, through it: clip, not log2(0))
+    ax.set_xscale("function", functions=(lambda x: np.log2(np.maximum(x, 1e-300)), np.exp2))
+    ax.set_xticks(widths, [str(x) for x in widths])
+    ax.minorticks_off()
+
+
+def figure_width(res: dict, m: dict, out: Path) -> Path:
+    """Relative change of the hidden matrices against width, Frobenius | spectral, each
+    with its fitted and predicted slope; the final eval loss."""
+    with P.style():
+        fig, axes = P.figure(ncols=3, width=13.5, height=4.3)
+        for ax, norm, label in ((axes[0], "frobenius", r"$\|W_T - W_0\|_F \,/\, \|W_0\|_F$"),
+                                (axes[1], "spectral", r"$\|W_T - W_0\|_2 \,/\, \|W_0\|_2$")):
+            for param, runs in res.items():
+                w = np.array(sorted({r["width"] for r in runs}))
+                vals = np.array([[r[norm] for r in runs if r["width"] == x] for x in w])
+                mean = np.exp(np.log(vals).mean(axis=1))
+                ax.plot(np.repeat(w, vals.shape[1]), vals.ravel(), "o", color=COLORS[param], alpha=0.35, ms=4)
+                k = slope(w, mean)
+                fit = np.exp(np.polyval(np.polyfit(np.log(w), np.log(mean), 1), np.log(w)))
+                ax.plot(w, fit, "-", color=COLORS[param], label=f"{param}: slope {k:+.2f} (fit)")
+                th = THEORY[param][norm]
+                ax.plot(w, mean[0] * (w / w[0]) ** th, ":", color=COLORS[param], lw=1.5,
+                        label=f"{param} theory: slope {th:+.1f}")
+            width_axis(ax, w)
+            ax.set_yscale("log")
+            ax.set_xlabel("width d_model (depth fixed at 2 blocks)")
+            ax.set_ylabel(f"relative change {label}")
+            ax.set_title(f"Hidden matrices, {norm.capitalize()} norm (geometric mean)")
+            ax.legend(fontsize=8)
+            ax.grid(True, which="both", alpha=0.25)
+        ax = axes[2]
         for param, runs in res.items():
             w = np.array(sorted({r["width"] for r in runs}))
-            vals = np.array([[r[norm] for r in runs if r["width"] == x] for x in w])
-            mean = np.exp(np.log(vals).mean(axis=1))
-            ax.plot(np.repeat(w, vals.shape[1]), vals.ravel(), "o", color=colors[param], alpha=0.35, ms=4)
-            k = slope(w, mean)
-            fit = np.exp(np.polyval(np.polyfit(np.log(w), np.log(mean), 1), np.log(w)))
-            ax.plot(w, fit, "-", color=colors[param], label=f"{param}: slope {k:+.2f} (fit)")
-            th = THEORY[param][norm]
-            ax.plot(w, mean[0] * (w / w[0]) ** th, ":", color=colors[param], lw=1.5,
-                    label=f"{param} theory: slope {th:+.1f}")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xticks(w, [str(x) for x in w])
-        ax.set_xlabel("width d_model (depth fixed at 2 blocks)")
-        ax.set_ylabel(f"relative change {label}")
-        ax.set_title(f"Hidden matrices, {norm.capitalize()} norm (geometric mean)")
-        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-        ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
-        ax.legend(frameon=False, fontsize=8)
-        ax.grid(True, which="both", alpha=0.25)
-    ax = axes[2]
-    for param, runs in res.items():
-        w = np.array(sorted({r["width"] for r in runs}))
-        loss = np.array([np.mean([r["eval_loss"] for r in runs if r["width"] == x]) for x in w])
-        ax.plot(w, loss, "o-", color=colors[param], label=param)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(w, [str(x) for x in w])
-    ax.set_xlabel("width d_model")
-    ax.set_ylabel("final eval loss (nats / character)")
-    ax.set_title("Final eval loss (lr equal at the base width)")
-    ax.legend(frameon=False)
-    ax.grid(True, alpha=0.25)
-    fig.suptitle(f"Relative change of hidden weights vs width: SP vs muP (Adam, peak lr {LR:g} at "
-                 f"d = {min(m['widths'])}, {m['steps']} steps x {m['batch']} x {m['seq']} tokens, no decay)")
-    p1 = out / "knob_drift.png"
-    fig.savefig(p1, dpi=150)
-    plt.close(fig)
+            loss = np.array([np.mean([r["eval_loss"] for r in runs if r["width"] == x]) for x in w])
+            ax.plot(w, loss, "o-", color=COLORS[param], label=param)
+        width_axis(ax, w)
+        ax.set_xlabel("width d_model")
+        ax.set_ylabel("final eval loss (nats / character)")
+        ax.set_title("Final eval loss (lr equal at the base width)")
+        ax.legend()
+        fig.suptitle(f"Relative change of hidden weights vs width: SP vs muP (Adam, peak lr {LR:g} at "
+                     f"d = {min(m['widths'])}, {m['steps']} steps x {m['batch']} x {m['seq']} tokens, no decay)")
+        return P.save(fig, out / "knob_drift.png")
 
-    fig, axes = plt.subplots(1, len(res), figsize=(5.5 * len(res), 4.0), squeeze=False, layout="constrained",
-                             sharey=True)
+
+def figure_steps(res: dict, out: Path) -> Path:
+    """Relative Frobenius drift of the hidden matrices against step, one panel per param,
+    one line per width (seed 0)."""
+    import matplotlib
+
     cmap = matplotlib.colormaps["viridis"]
-    for ax, (param, runs) in zip(axes[0], res.items()):
-        widths = sorted({r["width"] for r in runs})
-        for i, wd in enumerate(widths):
-            r = next(r for r in runs if r["width"] == wd)
-            s, d = np.array(r["steps"]), np.array(r["drift_traj"])
-            keep = (s > 0) & np.isfinite(d)
-            ax.plot(s[keep], d[keep], color=cmap(0.1 + 0.8 * i / max(1, len(widths) - 1)), label=f"d = {wd}")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("training step")
-        ax.set_ylabel(r"$\|W - W_0\|_F \,/\, \|W_0\|_F$ (hidden, geo. mean)")
-        ax.set_title(param)
-        ax.legend(frameon=False, fontsize=8)
-        ax.grid(True, which="both", alpha=0.25)
-    fig.suptitle("Relative Frobenius drift of the hidden matrices during training, by width (seed 0)")
-    p2 = out / "knob_drift_steps.png"
-    fig.savefig(p2, dpi=150)
-    plt.close(fig)
-    return [p1, p2]
+    with P.style():
+        fig, axes = P.figure(ncols=len(res), width=5.5 * len(res), height=4.0, squeeze=False, sharey=True)
+        for ax, (param, runs) in zip(axes[0], res.items()):
+            widths = sorted({r["width"] for r in runs})
+            for i, wd in enumerate(widths):
+                r = next(r for r in runs if r["width"] == wd)
+                s, d = np.array(r["steps"]), np.array(r["drift_traj"])
+                keep = (s > 0) & np.isfinite(d)
+                ax.plot(s[keep], d[keep], color=cmap(0.1 + 0.8 * i / max(1, len(widths) - 1)), label=f"d = {wd}")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("training step")
+            ax.set_ylabel(r"$\|W - W_0\|_F \,/\, \|W_0\|_F$ (hidden, geo. mean)")
+            ax.set_title(param)
+            ax.legend(fontsize=8)
+            ax.grid(True, which="both", alpha=0.25)
+        fig.suptitle("Relative Frobenius drift of the hidden matrices during training, by width (seed 0)")
+        return P.save(fig, out / "knob_drift_steps.png")
 
 
 def main():
@@ -213,32 +244,13 @@ def main():
 
     a = C.parse(__doc__, "knob_drift", extra)
     m = MODES[a.mode]
-    params = ["SP", "muP"] if a.param == "both" else [a.param]
-    base = min(m["widths"])
-    res = {}
-    for param in params:
-        res[param] = []
-        for width in m["widths"]:
-            for seed in m["seeds"]:
-                cfg = config(width, param, base, seed, m)
-                r = train_one(cfg, a.out / "runs" / f"{param}-d{width}-s{seed}", a.quiet)
-                res[param].append({"param": param, "width": width, "seed": seed,
-                                   "n_params": cfg.model.n_params_total, **r})
-    slopes = {}
-    for param, runs in res.items():
-        w = np.array(m["widths"], float)
-        slopes[param] = {}
-        for norm in ("frobenius", "spectral"):
-            mean = [math.exp(np.mean([math.log(r[norm]) for r in runs if r["width"] == x])) for x in w]
-            slopes[param][norm] = slope(w, mean)
-        print(f"{param}: log-log slope of relative change vs width: Frobenius "
-              f"{slopes[param]['frobenius']:+.3f} (theory {THEORY[param]['frobenius']:+.1f}), spectral "
-              f"{slopes[param]['spectral']:+.3f} (theory {THEORY[param]['spectral']:+.1f} aligned, "
-              f"{THEORY[param]['spectral_if_full_rank']:+.1f} if full rank)", flush=True)
-    pngs = figure(res, m, a.out)
+    res = train_all(["SP", "muP"] if a.param == "both" else [a.param], m, a.out, a.quiet)
+    sl = slopes(res, m["widths"])
+    pngs = [figure_width(res, m, a.out), figure_steps(res, a.out)]
     C.finish(a, {
-        "slopes": slopes, "theory": THEORY, "widths": m["widths"], "depth": DEPTH, "head_dim": HEAD_DIM,
-        "lr_base": LR, "base_width": base, "steps": m["steps"], "batch": m["batch"], "seq": m["seq"],
+        "slopes": sl, "theory": THEORY, "widths": m["widths"], "depth": DEPTH, "head_dim": HEAD_DIM,
+        "lr_base": LR, "base_width": min(m["widths"]), "steps": m["steps"], "batch": m["batch"],
+        "seq": m["seq"],
         "runs": [{k: v for k, v in r.items() if k not in ("steps", "drift_traj")}
                  for runs in res.values() for r in runs],
     }, pngs)

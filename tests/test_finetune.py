@@ -71,6 +71,22 @@ def test_finetune_end_to_end(pretrained):
     assert cfg["finetune"]["from"] == str(base) and cfg["language"]["seed"] == 1
 
 
+def test_eval_loss_is_the_runs_own_eval_loss(pretrained):
+    """finetune.eval_loss (public: finetune_plasticity draws forgetting with it) gives a run's
+    weights the loss its training reported; watch.style.role_key orders roles by data flow."""
+    from knobsim.core.finetune import eval_loss, read_pretrained
+    from knobsim.core.state import unflat_params
+    from knobsim.watch.style import role_key
+
+    pre, w = read_pretrained(pretrained / "base")
+    loss = eval_loss(pre)(unflat_params(pre, w))
+    assert isinstance(loss, float)
+    assert loss == pytest.approx(read_json(pretrained / "base" / "summary.json")["final_eval_loss"], rel=1e-6)
+    roles = ["ln_f.scale", "mlp.w_out_FD", "attn.w_o_DD", "mlp.w_in_DF", "embed.tok_VD", "attn.w_qkv_D3D"]
+    assert sorted(roles, key=role_key) == ["embed.tok_VD", "attn.w_qkv_D3D", "attn.w_o_DD",
+                                           "mlp.w_in_DF", "mlp.w_out_FD", "ln_f.scale"]
+
+
 def test_finetune_refuses_the_same_language_and_unfinished_runs(pretrained, tmp_path):
     with pytest.raises(KnobsimError, match="equals the pre-training"):
         plan_finetune(pretrained / "base", language={"seed": 0})

@@ -105,9 +105,10 @@ def plan_finetune(
     return FinetunePlan(Path(run), pre, cfg)
 
 
-def _eval_fn(cfg: RunConfig):
-    """params (pytree) -> loss on cfg's language's fixed eval set: the run's own eval loss
-    (programs.eval_loss_fn, in its compute dtype), as its training evaluated it."""
+def eval_loss(cfg: RunConfig):
+    """params (pytree) -> loss on cfg's language's fixed eval set, a float: the run's own eval
+    loss (programs.eval_loss_fn, in its compute dtype, jitted, the eval tokens built once), as
+    its training evaluated it. A fine-tune's forgetting is this, before and after."""
     from knobsim.data.language import build_language
     from knobsim.data.sampler import device_tables, words_needed
     from knobsim.core.programs import eval_loss_fn, eval_tokens
@@ -197,7 +198,7 @@ def finetune(plan: FinetunePlan, run: RunDir, *, watch=None, on_chunk=None, tens
     from knobsim.core.train import train
 
     pre_cfg, w_pre = read_pretrained(plan.source)
-    eval_orig = _eval_fn(pre_cfg)
+    eval_orig = eval_loss(pre_cfg)
     orig_before = eval_orig(unflat_params(pre_cfg, w_pre))
     source = str(plan.source)
     summary = train(plan.cfg, run=run, on_chunk=on_chunk, lang=build_language(plan.cfg.language),

@@ -45,15 +45,19 @@ def _matrices(rec: KnobRecord) -> list[str]:
     return [t["name"] for t in rec.index["tensors"] if len(t["shape"]) >= 2]
 
 
-def _role_key(r: str) -> tuple:
-    """Data-flow order: embedding, attention (qkv before o), MLP (in before out), the rest."""
+def role_key(r: str) -> tuple:
+    """Sort key of a role (see :func:`role`) in data-flow order: embedding, attention (qkv
+    before o), MLP (in before out), the rest."""
     group = 0 if r.startswith("embed") else 1 if r.startswith("attn") else 2 if r.startswith("mlp") else 3
     first = 0 if ("qkv" in r or "w_in" in r) else 1
     return (group, first, r)
 
 
+_role_key = role_key  # its old name, still used by watch.live, figures, weights and gif
+
+
 def _roles(names: list[str]) -> list[str]:
-    return sorted({role(n) for n in names}, key=_role_key)
+    return sorted({role(n) for n in names}, key=role_key)
 
 
 def _positive(y):
@@ -72,7 +76,7 @@ def _legend_key(label: str) -> tuple:
         return (3,)
     if "." not in label:  # a layer: 'embed', 'block 3', 'hidden', 'out'
         return (0, layer_rank(label), label)
-    return (1, _role_key(label))
+    return (1, role_key(label))
 
 
 def _figure_legend(fig, axes, ncol: int = 8) -> None:
