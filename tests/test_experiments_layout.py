@@ -1,0 +1,68 @@
+"""The shape every experiment script shares (scaling_params' shape): a MODES table, a short
+main, figures drawn and saved through knobsim.scaling.plots, no private names of the
+library, no experiment importing another. Read from the source; nothing is run here but
+the L(N) sweep's points, which three experiments must share run for run."""
+
+from __future__ import annotations
+
+import ast
+import sys
+
+import pytest
+
+from tiny_experiments import ROOT
+
+EXP = ROOT / "experiments"
+SCRIPTS = sorted(p for p in EXP.glob("*.py") if not p.name.startswith("_") and p.name != "make_figures.py")
+MAX_MAIN_LINES = 40  # main reads the arguments, calls the named steps, writes the summary
+
+
+def _tree(path):
+    return ast.parse(path.read_text())
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.stem)
+def test_no_private_imports_and_no_experiment_imports_another(path):
+    others = {p.stem for p in EXP.glob("*.py")} - {"_common"}
+    bad = []
+    for node in ast.walk(_tree(path)):
+        if isinstance(node, ast.Import):
+            bad += [a.name for a in node.names if a.name in others]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.module in others:
+                bad.append(node.module)
+            if node.module.startswith("knobsim"):
+                bad += [f"{node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+    assert not bad, f"{path.name} imports {bad}: use the library's public names or _common"
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.stem)
+def test_modes_short_main_and_the_shared_figure_style(path):
+    tree = _tree(path)
+    text = path.read_text()
+    names = {n.targets[0].id for n in tree.body
+             if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)}
+    funcs = {f.name: f for f in tree.body if isinstance(f, ast.FunctionDef)}
+    assert "MODES" in names, f"{path.name}: no MODES table"
+    main = funcs["main"]
+    assert main.end_lineno - main.lineno + 1 <= MAX_MAIN_LINES, (
+        f"{path.name}: main is {main.end_lineno - main.lineno + 1} lines; name its steps")
+    assert "sys.path" not in text, f"{path.name}: a sys.path hack (python puts experiments/ first)"
+    for own in ("savefig(", "plt.subplots(", "matplotlib.use("):
+        assert own not in text, f"{path.name}: {own} (draw with P.style / P.figure / P.save)"
+
+
+def test_the_ln_sweep_is_scaling_params_own(monkeypatch):
+    """learning_curves and explosion read scaling_params' runs through _common's L(N) sweep:
+    the same points (so the same run names and folders) in every mode."""
+    monkeypatch.syspath_prepend(str(EXP))
+    for m in ("_common", "scaling_params"):
+        sys.modules.pop(m, None)
+    import _common as C
+    import scaling_params
+
+    assert set(C.LN_SWEEP) == set(scaling_params.MODES)
+    for mode in C.LN_SWEEP:  # a run's name is a function of its point and the settings
+        assert C.ln_points(mode) == scaling_params.points(mode), mode
+    for name in ("learning_curves", "explosion"):
+        assert "C.ln_points(a.mode)" in (EXP / f"{name}.py").read_text(), name
