@@ -46,27 +46,17 @@ import _common as C
 from knobsim.scaling import plots as P
 from knobsim import scaling
 from knobsim.config import PRESETS
-from knobsim.scaling import sweep as S
 
-MODES = {
-    # sizes, seeds, tokens per run (None: rule below), bootstrap resamples
-    "full": dict(sizes="1e3:3.16e5:6", seeds=3, tokens=None, boot=200),
-    "quick": dict(sizes="1e3:3.16e5:6", seeds=3, tokens=1_000_000, boot=200),
-    "tiny": dict(sizes="200,400,800", seeds=2, tokens=256, boot=6),
+MODES = {  # the sweep per mode (sizes, seeds, tokens; full: D = max(32M, 200 N)) is
+    # _common.LN_SWEEP, which learning_curves and explosion read too; here: bootstrap resamples
+    "full": dict(C.LN_SWEEP["full"], boot=200),
+    "quick": dict(C.LN_SWEEP["quick"], boot=200),
+    "tiny": dict(C.LN_SWEEP["tiny"], boot=6),
 }
-FULL_MIN_TOKENS = 32_000_000  # full mode: D = max(32M, 200 N), capacity-limited (the pilot)
-FULL_TOKENS_PER_KNOB = 200
 
 
 def points(mode: str):
-    m = MODES[mode]
-    sh = C.shape(mode)
-    if m["tokens"] is not None:
-        return S.sweep_points(S.parse_sizes(m["sizes"]), m["seeds"], tokens=m["tokens"], **sh)
-    pts = []
-    for b in S.parse_sizes(m["sizes"]):
-        pts += S.sweep_points([b], m["seeds"], tokens=max(FULL_MIN_TOKENS, FULL_TOKENS_PER_KNOB * b), **sh)
-    return pts
+    return C.ln_points(mode)
 
 
 def fits(rows, boot: int):

@@ -1,6 +1,6 @@
 """Figures from run directories and results tables: one style, log-log for power laws.
 
-Plots never train and never fit on their own: they read tables (knobsim.scaling.sweep.read_table,
+Plots never train and never fit on their own: they read tables (knobsim.scaling.sweep.read_rows,
 record.read_metrics) and draw fits made by knobsim.scaling.fit. Every figure goes through
 :func:`figure` and :func:`save`, so all of them share fonts, sizes and resolution.
 
@@ -102,11 +102,12 @@ def loglog(ax, xlabel: str, ylabel: str, title: str | None = None) -> None:
 
 def plain_log_ticks(axis) -> None:
     """Log-axis tick labels as plain numbers (0.9, 1.5, 2) when the axis spans less than
-    about two decades; matplotlib's default writes 2x10^0 on the minor ticks."""
-    from matplotlib.ticker import FuncFormatter, LogLocator
+    about two decades; matplotlib's default writes 2x10^0 on the minor ticks. An axis whose
+    ticks a figure chose itself (a FixedLocator) is left as it is."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator
 
     lo, hi = sorted(axis.get_view_interval())
-    if lo <= 0 or hi / lo > 100:
+    if lo <= 0 or hi / lo > 100 or isinstance(axis.get_major_locator(), FixedLocator):
         return
     fmt = FuncFormatter(lambda v, _: plain(v))
     subs = (1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if hi / lo <= 10 else (1.0, 2.0, 5.0)
