@@ -36,3 +36,40 @@ def test_every_experiment_documents_quick_and_full():
     readme = (ROOT / "experiments" / "README.md").read_text()
     for name in EXPERIMENTS:
         assert f"{name}.py" in readme, name
+
+
+@pytest.mark.slow
+def test_zipf_exponent_composes_words_known_with_the_ideal_exponent(monkeypatch, tmp_path):
+    """zipf_exponent's analysis on runs whose losses are the ideal learner's at K = c N^gamma
+    (0.3% seed noise): it recovers gamma, and the measured alpha_N (E fixed at the floor) is
+    gamma x the ideal learner's alpha, as the quantization model says; both figures draw."""
+    import numpy as np
+
+    from knobsim.config import LanguageConfig
+    from knobsim.data import ideal
+    from knobsim.data.language import build_language
+
+    monkeypatch.syspath_prepend(str(ROOT / "experiments"))
+    import zipf_exponent as ze
+
+    z, gamma = 2.0, 0.5
+    lang = build_language(LanguageConfig(zipf=z))
+    n = np.geomspace(3e3, 3e5, 5)
+    k = np.round(0.5 * n ** gamma).astype(int)  # 27..274 words
+    exact = ideal.ideal_curve(lang, k)
+    rng = np.random.default_rng(0)
+    rows = [{"n_params_total": int(a), "final_eval_loss": float(b * (1 + 0.003 * rng.standard_normal())),
+             "seed": s, "entropy_floor": lang.entropy_rate, "tokens": 10**8}
+            for a, b in zip(n, exact) for s in range(2)]
+    p = ze.analyse(z, rows, boot=20, boot_free=0)
+    assert p["kfit"]["gamma"] == pytest.approx(gamma, abs=0.03)
+    lo, hi = p["kfit"]["gamma_ci"]
+    assert lo < gamma < hi
+    assert p["k_size"] == pytest.approx(k, rel=0.25)  # seed noise moves K_eff
+    assert p["ideal"].alpha == pytest.approx(ideal.fit_ideal(lang).alpha)
+    assert p["pred"] == pytest.approx(p["kfit"]["gamma"] * p["ideal"].alpha)
+    assert p["fixed"].alpha == pytest.approx(p["pred"], rel=0.1)
+    row = ze.summary_row(p)
+    assert row["gamma"] == p["kfit"]["gamma"] and len(row["per_size"]) == 5
+    for png in (ze.figure_alpha([p], tmp_path), ze.figure_knowledge([p], tmp_path)):
+        assert png.stat().st_size > 20_000

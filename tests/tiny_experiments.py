@@ -28,7 +28,8 @@ EXPERIMENTS = {
     "learning_curves": ("learning_curves.png", ("beta_frontier", "frontier", "entropy_floor")),
     "explosion": ("explosion.png", ("alpha", "E_fit", "extrapolations", "warning")),
     "data_scaling": ("data_scaling.png", ("results", "unlimited", "pools")),
-    "zipf_exponent": ("zipf_exponent.png", ("per_zipf", "d_alpha_d_zipf")),
+    "zipf_exponent": ("zipf_exponent.png", ("per_zipf", "d_alpha_d_zipf", "d_alpha_ideal_d_zipf",
+                                            "k_eff_min")),
     "isoflop": ("isoflop.png", ("a_approach2", "a_approach2_ci", "a_approach3", "per_budget")),
     "ideal_learner": ("ideal_learner.png", ("E_rel_error", "alpha", "slope_spread", "entropy_floor",
                                             "english_E_rel_error", "scale-free", "english")),
@@ -204,16 +205,58 @@ def _data_scaling(s, out):
 
 
 def _zipf_exponent(s, out):
+    from knobsim.config import LanguageConfig
+    from knobsim.data import ideal
+    from knobsim.data.language import build_language
+
     sweeps = sorted(out.glob("sweep-zipf*"))
     assert len(s["per_zipf"]) == len(sweeps) >= 2
+    assert "zipf_knowledge.png" in s["figures"] and (out / "zipf_knowledge.png").stat().st_size > 10_000
     for p in s["per_zipf"]:
         rows = results(out / f"sweep-zipf{p['zipf']:g}")
         assert {r["zipf"] for r in rows} == {p["zipf"]}
+        lang = build_language(LanguageConfig(zipf=p["zipf"]))  # the runs' language
         assert p["entropy_floor"] == pytest.approx(rows[0]["entropy_floor"], rel=1e-12)
+        assert p["entropy_floor"] == pytest.approx(lang.entropy_rate, rel=1e-12)
         assert p["alpha_predicted"] == pytest.approx(p["zipf"] - 1)
         _number(p["alpha"])
+        assert p["tokens"] == sorted({int(r["tokens"]) for r in rows})
+        assert p["learnable_rank_at_D"] == ideal.learnable_rank(lang, p["tokens"][-1])
+        # The ideal learner's own exponent on that language (exact: recomputed here).
+        fit = ideal.fit_ideal(lang)
+        assert p["alpha_ideal"] == pytest.approx(fit.alpha, rel=1e-9)
+        assert p["ideal_slope_spread"] == pytest.approx(fit.slope_spread, rel=1e-9)
+        assert p["ideal_E_rel_error"] == pytest.approx(fit.rel_error, rel=1e-9)
+        # K_eff of every size and run: the K at which the ideal learner's loss is the run's
+        # (0 above the ideal learner of no words, which tiny runs do not beat).
+        l0 = ideal.ideal_loss(lang, 0)
+        per = _by_size(rows)
+        assert [q["n_params"] for q in p["per_size"]] == sorted(per)
+        for q in p["per_size"]:
+            assert q["loss_mean"] == pytest.approx(np.mean(per[q["n_params"]]), rel=1e-9)
+            assert q["seeds"] == len(per[q["n_params"]])
+            want = 0.0 if q["loss_mean"] >= l0 else ideal.k_effective(lang, q["loss_mean"])
+            assert q["k_eff"] == pytest.approx(want, rel=1e-9, abs=1e-12)
+        assert sorted((r["n_params"], r["seed"]) for r in p["runs"]) == sorted(
+            (int(r["n_params_total"]), int(r["seed"])) for r in rows)
+        for r in p["runs"]:
+            loss = [x["final_eval_loss"] for x in rows
+                    if (int(x["n_params_total"]), int(x["seed"])) == (r["n_params"], r["seed"])][0]
+            assert (r["k_eff"] == 0) == (loss >= l0)
+        # gamma once two sizes know k_eff_min words; the prediction is gamma x alpha_ideal.
+        known = sorted({r["n_params"] for r in p["runs"] if r["k_eff"] >= s["k_eff_min"]})
+        if len(known) < 2:
+            assert p["gamma"] is None and p["alpha_predicted_from_ideal"] is None
+        else:
+            assert p["k_eff_n_used"] == known
+            g = _number(p["gamma"])
+            assert p["alpha_predicted_from_ideal"] == pytest.approx(g * p["alpha_ideal"], rel=1e-12)
+            lo, hi = p["alpha_predicted_from_ideal_ci"]
+            assert [lo, hi] == pytest.approx([x * p["alpha_ideal"] for x in p["gamma_ci"]], rel=1e-12)
     floors = [p["entropy_floor"] for p in s["per_zipf"]]
     assert len(set(floors)) == len(floors), "languages of different Zipf exponents share a floor"
+    alphas = [p["alpha_ideal"] for p in s["per_zipf"]]
+    assert alphas == sorted(alphas), "the ideal learner's alpha must rise with the Zipf exponent"
 
 
 def _isoflop(s, out):
