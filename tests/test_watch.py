@@ -445,3 +445,20 @@ def test_drawing_keeps_a_notebooks_inline_backend():
     inline = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert inline.returncode == 0, inline.stderr
     assert inline.stdout.strip().endswith("backend_inline")
+
+
+def test_truncate_records_drops_only_later_steps(tmp_path):
+    """What a resume from step 20 deletes (the one function both the recorder and a
+    multi-host leader call): knob records and snapshots after step 20, nothing else."""
+    from knobsim.watch.recorder import truncate_records
+
+    (tmp_path / "watch").mkdir()
+    (tmp_path / "snapshots").mkdir()
+    for name in ("watch/steps_000001_000010.npz", "watch/steps_000011_000020.npz",
+                 "watch/steps_000021_000030.npz", "snapshots/step_000020.npz",
+                 "snapshots/step_000040.npz", "watch/meta.json"):
+        (tmp_path / name).write_bytes(b"x")
+    truncate_records(tmp_path, 20)
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert left == ["snapshots/step_000020.npz", "watch/meta.json", "watch/steps_000001_000010.npz",
+                    "watch/steps_000011_000020.npz"]

@@ -210,11 +210,9 @@ def _run_classes():
             rows = super().truncate_after(step)
             # Drop the knob records past the checkpoint here, before the others look, so
             # their recorders find nothing to delete (no two processes unlink one file).
-            from types import SimpleNamespace
+            from knobsim.watch.recorder import truncate_records
 
-            from knobsim.watch.recorder import WatchRecorder
-
-            WatchRecorder.truncate_after(SimpleNamespace(run=self), step)
+            truncate_records(self.path, step)
             sync("knobsim:truncated")
             return rows
 

@@ -106,15 +106,21 @@ class WatchRecorder:
     def truncate_after(self, step: int) -> None:
         """Resuming from the checkpoint of ``step``: drop the records of later steps (the
         resumed run writes them again, identically)."""
-        for p in (self.run.path / "watch").glob("steps_*.npz"):
-            m = _CHUNK_RE.match(p.name)
-            if m and int(m.group(1)) > step:
+        truncate_records(self.run.path, step)
+
+
+def truncate_records(path: Path, step: int) -> None:
+    """Delete a run directory's knob records (watch/steps_*.npz, snapshots/step_*.npz) of
+    steps after ``step``: what a resume from that step's checkpoint writes again."""
+    for p in (path / "watch").glob("steps_*.npz"):
+        m = _CHUNK_RE.match(p.name)
+        if m and int(m.group(1)) > step:
+            p.unlink()
+    snap_dir = path / "snapshots"
+    if snap_dir.is_dir():
+        for p in snap_dir.glob("step_*.npz"):
+            if int(p.stem.split("_")[1]) > step:
                 p.unlink()
-        snap_dir = self.run.path / "snapshots"
-        if snap_dir.is_dir():
-            for p in snap_dir.glob("step_*.npz"):
-                if int(p.stem.split("_")[1]) > step:
-                    p.unlink()
 
 
 class TensorBoardLog:
