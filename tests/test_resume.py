@@ -209,3 +209,52 @@ def test_resume_says_where_it_resumes_and_its_summary_covers_every_segment(tmp_p
     assert s["wall_s"] == pytest.approx(sum(g["wall_s"] for g in segs))
     assert s["train_tokens"] == sum(g["train_tokens"] for g in segs)
     assert s["tokens_per_s"] == pytest.approx(s["train_tokens"] / sum(g["train_s"] for g in segs))
+
+
+def test_the_library_resumes_a_stopped_run_bit_for_bit(tmp_path):
+    """knobsim.load_run / knobsim.resume (what `knobsim train --resume` calls): a run
+    stopped at step 12 of 24 and resumed in Python ends with the same weights and losses as
+    one that ran through, and records what the stopped one recorded (its watch settings)."""
+    import knobsim as ks
+    from knobsim.core import train as T
+
+    cfg = ks.plan_run(params=2000, steps=24, batch=2, seq=8, chunk=4, ckpt_every=4, lr=1e-2)
+    whole = ks.train(cfg, ks.RunDir.create(tmp_path / "whole"), watch=ks.WatchConfig())
+
+    def stop_soon(r):
+        if r.step == 12:
+            T.STOP["signal"] = signal.SIGINT
+
+    run = tmp_path / "stopped"
+    with pytest.raises(T.Stopped):
+        ks.train(cfg, ks.RunDir.create(run), on_chunk=stop_soon, watch=ks.WatchConfig())
+    T.STOP["signal"] = None
+    loaded = ks.load_run(run)
+    assert loaded.cfg == cfg and loaded.watch == ks.WatchConfig() and not loaded.finished
+    assert loaded.latest_checkpoint() == 16  # the chunk after the stop request saved it
+    again = ks.resume(run)
+    for k in ("final_eval_loss", "final_train_loss", "initial_eval_loss"):
+        assert again[k] == whole[k], k
+    for k, v in params(run).items():
+        np.testing.assert_array_equal(v, params(tmp_path / "whole")[k])
+    assert sorted(p.name for p in (run / "watch").iterdir()) == sorted(p.name for p in (tmp_path / "whole" / "watch").iterdir())
+    assert ks.load_run(run).finished
+
+
+def test_load_run_and_resume_say_what_is_wrong(tmp_path):
+    import knobsim as ks
+    from knobsim.errors import KnobsimError
+
+    with pytest.raises(KnobsimError, match="no such run directory"):
+        ks.load_run(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(KnobsimError, match="no config.json"):
+        ks.load_run(tmp_path / "empty")
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "config.json").write_text('{"model": {}}')
+    with pytest.raises(KnobsimError, match="not a knobsim run config"):
+        ks.load_run(tmp_path / "odd")
+    cfg = ks.plan_run(params=1000, steps=2, batch=2, seq=8, chunk=2)
+    ks.train(cfg, ks.RunDir.create(tmp_path / "done"))
+    with pytest.raises(KnobsimError, match="already finished"):
+        ks.resume(tmp_path / "done")

@@ -63,6 +63,8 @@ _EXPORTS = {
     "make_optimizer": "knobsim.core.optim",
     "default_lr": "knobsim.core.optim",
     "finetune": "knobsim.core.finetune",
+    "load_run": "knobsim.core.runs",
+    "resume": "knobsim.core.runs",
     "plan_finetune": "knobsim.core.finetune",
     # run directories and checkpoints
     "RunDir": "knobsim.io.rundir",

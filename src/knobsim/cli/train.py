@@ -267,44 +267,29 @@ def _record(summary: dict, record_mfu: bool, console, as_json: bool) -> None:
 
 
 def _resume(path: Path, quiet: bool, as_json: bool, record_mfu: bool, kw: dict):
-    from knobsim.io import rundir as record
-    from knobsim.config import RunConfig
-    from knobsim.data.language import build_language
-    from knobsim.watch.stats import WatchConfig
+    from knobsim.core.runs import load_run, resume
 
     ctx = click.get_current_context()
     given = [p.opts[0] for p in ctx.command.params
              if p.name in _CONFIG_OPTIONS and ctx.get_parameter_source(p.name) != click.core.ParameterSource.DEFAULT]
     if given:
         raise KnobsimError(f"--resume continues a run with its own config; drop {', '.join(given)}")
-    if not path.is_dir():
-        raise KnobsimError(f"--resume {path}: no such run directory")
-    if (path / "summary.json").exists():
-        raise KnobsimError(f"--resume {path}: this run is already finished (summary.json exists)")
-    raw = record.read_json(path / "config.json")
     try:
-        cfg = RunConfig.from_dict(raw)
-    except (KeyError, TypeError) as e:
-        raise KnobsimError(f"{path}/config.json is not a knobsim run config ({e}); cannot resume") from None
-    watch = WatchConfig(**raw["watch"]) if raw.get("watch") else None
-    tensorboard = bool(raw.get("tensorboard", False))
-    lang = build_language(cfg.language)
-    from knobsim.core import parallel
-
-    run = parallel.existing_run_dir(path, tensorboard)
+        run = load_run(path)
+        if run.finished:
+            raise KnobsimError(f"{path}: this run is already finished (summary.json exists)")
+    except KnobsimError as e:
+        raise KnobsimError(f"--resume {e}") from None
     console = _err_console()
     if not as_json:
-        from knobsim.io.checkpoint import Checkpointer
-
-        ckpt = Checkpointer(path, keep=cfg.train.keep)
-        step = ckpt.latest_step()
-        ckpt.close()
+        step = run.latest_checkpoint()
         if step is not None:  # (without one, train says there is nothing to resume from)
-            console.print(f"resuming {path} at step {step:,} of {cfg.train.steps:,} (its latest "
+            console.print(f"resuming {path} at step {step:,} of {run.cfg.train.steps:,} (its latest "
                           "checkpoint; what was logged after it is replayed)")
     install_stop_handlers()
-    summary = run_with_progress(cfg, run, lang, quiet or as_json, console, watch=watch,
-                                live=bool(kw.get("watch")), tensorboard=tensorboard, resume=True)
+    summary = run_with_progress(run.cfg, None, None, quiet or as_json, console, watch=run.watch,
+                                live=bool(kw.get("watch")),
+                                runner=lambda on_chunk=None: resume(path, on_chunk=on_chunk, loaded=run))
     _record(summary, record_mfu, console, as_json)
     if as_json:
         click.echo(json.dumps(summary))
@@ -313,7 +298,7 @@ def _resume(path: Path, quiet: bool, as_json: bool, record_mfu: bool, kw: dict):
 
 
 def run_with_progress(cfg, run, lang, quiet, console, watch=None, live=False, tensorboard=False,
-                      runner=None, resume=False):
+                      runner=None):
     """Train with a progress bar (or, with ``live``, the live knob view) on ``console``.
     ``runner(on_chunk=...)`` does the work (default: train.train of ``cfg`` into ``run``)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -323,8 +308,7 @@ def run_with_progress(cfg, run, lang, quiet, console, watch=None, live=False, te
     if runner is None:
         def runner(on_chunk=None):
             return train_fn(cfg, run=run, on_chunk=on_chunk, lang=lang, watch=watch,
-                            tensorboard=tensorboard, resume=resume,
-                            extra_config={"tensorboard": tensorboard})
+                            tensorboard=tensorboard, extra_config={"tensorboard": tensorboard})
     if quiet:
         return runner()
     if live and watch is not None:
