@@ -53,7 +53,6 @@ from pathlib import Path
 import numpy as np
 
 import _common as C
-from knobsim.config import ModelConfig
 from knobsim.core import train as T
 from knobsim.core.finetune import initial_params
 from knobsim.core.plan import plan_run
@@ -87,10 +86,8 @@ def config(width: int, param: str, base: int, seed: int, m: dict):
         shape["mup_base_d"] = base
     count = sizing.count_params("transformer", shape)
     cfg = plan_run(params=count.total, steps=m["steps"], batch=m["batch"], seq=m["seq"], lr=LR,
-                     seed=seed, check_memory=False, ckpt_every=m.get("ckpt_every"))
-    return dataclasses.replace(
-        cfg, model=ModelConfig("transformer", count.total, shape, count.total, count.nonembedding),
-        optim=dataclasses.replace(cfg.optim, weight_decay=0.0))
+                   seed=seed, check_memory=False, ckpt_every=m.get("ckpt_every"), shape=shape)
+    return dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, weight_decay=0.0))
 
 
 def hidden_change(w0: dict, w1: dict) -> dict:

@@ -30,3 +30,21 @@ def test_format_count():
 def test_run_config_round_trips_through_dict():
     cfg = plan_run(params=1000, steps=3, check_memory=False)
     assert RunConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_plan_run_takes_an_explicit_shape():
+    """plan_run(shape=...) plans that model exactly (a fine-tune keeps its run's shape; an
+    experiment chooses widths): counts from the shape, the lr rule from its count."""
+    from knobsim.core.optim import default_lr
+    from knobsim.models import sizing
+
+    shape = {"vocab": 27, "d_model": 24, "n_layer": 2, "n_head": 2, "d_ff": 96, "seq": 32}
+    cfg = plan_run(params=5000, steps=10, batch=2, seq=32, shape=shape)
+    n = sizing.count_params("transformer", shape)
+    assert cfg.model.shape == shape and cfg.model.budget == 5000
+    assert (cfg.model.n_params_total, cfg.model.n_params_nonembedding) == (n.total, n.nonembedding)
+    assert cfg.optim.lr == default_lr("transformer", n.total)
+    sized = plan_run(params=5000, steps=10, batch=2, seq=32)
+    assert plan_run(params=5000, steps=10, batch=2, seq=32, shape=sized.model.shape) == sized
+    with pytest.raises(KnobsimError, match="is not a transformer shape"):
+        plan_run(params=5000, steps=10, shape={"d_model": 8})

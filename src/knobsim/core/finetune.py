@@ -99,9 +99,7 @@ def plan_finetune(
         params=pre.model.budget, arch=pre.model.arch, tokens=tokens, steps=steps, batch=batch,
         seq=tc.seq, lr=lr if lr is not None else pre.optim.lr,
         seed=tc.seed + 1 if seed is None else seed, warmup=warmup, chunk=chunk,
-        language=new_lang, check_memory=False)
-    # The same model, exactly (plan_run re-sizes from the budget; keep the run's shape).
-    cfg = dataclasses.replace(cfg, model=pre.model)
+        language=new_lang, check_memory=False, shape=pre.model.shape)  # the same model, exactly
     return FinetunePlan(Path(run), pre, cfg)
 
 

@@ -68,15 +68,25 @@ def plan_run(
     language: LanguageConfig = LanguageConfig(),
     check_memory: bool = True,
     dtype: str = "float32",
+    shape: dict | None = None,
 ) -> RunConfig:
-    """Resolve and validate everything a run needs, allocating nothing."""
+    """Resolve and validate everything a run needs, allocating nothing. The model's shape is
+    sized from the ``params`` budget, or given as ``shape`` (the family's dims, e.g. a
+    pre-trained run's ``cfg.model.shape``; ``params`` then only names the budget)."""
     sizing.family(arch)  # an unknown --arch fails here, before anything else
     dtype = canonical_dtype(dtype)
     if batch < 1 or seq < 2:
         raise KnobsimError(f"--batch must be >= 1 and --seq >= 2, got batch={batch}, seq={seq}")
     if tokens is not None and steps is not None:
         raise KnobsimError("give --tokens or --steps, not both")
-    shape = sizing.shape_for_budget(arch, params, VOCAB, seq)
+    if shape is None:
+        shape = sizing.shape_for_budget(arch, params, VOCAB, seq)
+    else:
+        shape = dict(shape)
+        try:
+            sizing.count_params(arch, shape)
+        except (KeyError, TypeError, ValueError) as e:
+            raise KnobsimError(f"shape {shape} is not a {arch} shape ({e!r})") from None
     count = sizing.count_params(arch, shape)
     per_step = batch * seq
     if steps is None:
