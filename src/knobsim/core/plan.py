@@ -49,6 +49,18 @@ def pick_chunk(steps: int, target: int) -> int:
     return target
 
 
+def _shape(arch: str, params: int, seq: int, shape: dict | None) -> dict:
+    """The model's shape: sized from the budget, or the given one, checked by counting it."""
+    if shape is None:
+        return sizing.shape_for_budget(arch, params, VOCAB, seq)
+    shape = dict(shape)
+    try:
+        sizing.count_params(arch, shape)
+    except (KeyError, TypeError, ValueError) as e:
+        raise KnobsimError(f"shape {shape} is not a {arch} shape ({e!r})") from None
+    return shape
+
+
 def plan_run(
     *,
     params: int,
@@ -79,14 +91,7 @@ def plan_run(
         raise KnobsimError(f"--batch must be >= 1 and --seq >= 2, got batch={batch}, seq={seq}")
     if tokens is not None and steps is not None:
         raise KnobsimError("give --tokens or --steps, not both")
-    if shape is None:
-        shape = sizing.shape_for_budget(arch, params, VOCAB, seq)
-    else:
-        shape = dict(shape)
-        try:
-            sizing.count_params(arch, shape)
-        except (KeyError, TypeError, ValueError) as e:
-            raise KnobsimError(f"shape {shape} is not a {arch} shape ({e!r})") from None
+    shape = _shape(arch, params, seq, shape)
     count = sizing.count_params(arch, shape)
     per_step = batch * seq
     if steps is None:
