@@ -46,6 +46,7 @@ import _common as C
 from knobsim.scaling import plots as P
 from knobsim import scaling
 from knobsim.config import PRESETS
+from knobsim.data.ideal import K_EFF_MIN  # words: below it L*(K) is no power law yet
 
 MODES = {  # the sweep per mode (sizes, seeds, tokens; full: D = max(32M, 200 N)) is
     # _common.LN_SWEEP, which learning_curves and explosion read too; here: bootstrap resamples
@@ -68,7 +69,6 @@ def fits(rows, boot: int):
     return free, fixed, floor
 
 
-K_EFF_MIN = 10  # words: below it the ideal curve is no power law yet (a letter model beats it)
 
 
 @functools.lru_cache(maxsize=2)
@@ -88,7 +88,7 @@ def known_words(losses, language) -> list[float]:
     from knobsim.data import ideal
 
     lang, ks, curve = _ideal(language)
-    return [ideal.crossing(ks, curve, float(x), len(lang.words)) for x in losses]
+    return [float(k) for k in ideal.k_effectives(lang, losses, ks, curve)]
 
 
 def ideal_fit(language):
@@ -114,26 +114,17 @@ def data_limit(tokens, language) -> list[dict]:
 
 
 def knowledge_fit(rows, boot: int, language, seed: int = 0) -> dict | None:
-    """K_eff = c N^gamma: least squares in log-log over the runs whose K_eff >= K_EFF_MIN,
-    a 95% interval for gamma from resampling those runs. None with fewer than 2 sizes."""
+    """K_eff = c N^gamma over the runs whose K_eff >= K_EFF_MIN (knobsim.data.ideal.knowledge_fit),
+    with every run's K_eff. None with fewer than 2 sizes."""
+    from knobsim.data import ideal
+
     n = np.array([r["n_params_total"] for r in rows], float)
     k = np.array(known_words([r["final_eval_loss"] for r in rows], language))
-    sel = k >= K_EFF_MIN
-    if len(np.unique(n[sel])) < 2:
+    fit = ideal.knowledge_fit(n, k, boot, seed, K_EFF_MIN)
+    if fit is None:
         return None
-    x, y = np.log(n[sel]), np.log(k[sel])
-    gamma, log_c = np.polyfit(x, y, 1)
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(boot):
-        i = rng.integers(0, x.size, x.size)
-        if np.unique(x[i]).size >= 2:
-            draws.append(np.polyfit(x[i], y[i], 1)[0])
-    ci = [float(q) for q in np.percentile(draws, [2.5, 97.5])] if draws else None
-    return {"c": float(np.exp(log_c)), "gamma": float(gamma), "gamma_ci": ci,
-            "k_eff_min": K_EFF_MIN, "n_used": sorted({int(v) for v in n[sel]}),
-            "runs": [{"n_params": int(a), "seed": int(r["seed"]), "k_eff": float(b)}
-                     for a, b, r in zip(n, k, rows)]}
+    return {**fit, "runs": [{"n_params": int(a), "seed": int(r["seed"]), "k_eff": float(b)}
+                            for a, b, r in zip(n, k, rows)]}
 
 
 def figure_knowledge(rows, kfit: dict, floor: float, out, title: str, language, free=None):

@@ -64,6 +64,7 @@ from __future__ import annotations
 import numpy as np
 
 import _common as C
+from knobsim.data.ideal import K_EFF_MIN  # words: below it L*(K) is no power law yet
 from knobsim.scaling import plots as P
 from knobsim import scaling
 from knobsim.scaling import sweep as S
@@ -82,7 +83,6 @@ MODES = {
     "tiny": dict(zipfs=[1.6, 2.0], sizes="200,400,800", seeds=2, tokens=256, boot=6, boot_free=6),
 }
 FULL_MIN_TOKENS = 4_000_000
-K_EFF_MIN = 10  # words: below it the ideal curve is no power law yet (a letter model beats it)
 K_PER_DECADE = 16  # the K grid K_eff is read from (log-linear between its points)
 
 
@@ -97,39 +97,18 @@ def points(mode: str):
 
 
 def known_words(lang, losses) -> np.ndarray:
-    """K_eff of each loss on this language: the ideal learner that matches it knows that many
-    words (knobsim.data.ideal.crossing on a K grid of K_PER_DECADE points a decade). The
-    curve is computed only when some loss is below L*(0) (else every K_eff is 0)."""
+    """K_eff of each loss on this language (knobsim.data.ideal.k_effectives on a K grid of
+    K_PER_DECADE points a decade)."""
     from knobsim.data import ideal
 
-    losses = np.asarray(losses, float)
-    n = len(lang.words)
-    if np.all(losses >= ideal.ideal_loss(lang, 0)):
-        return np.zeros(losses.shape)
-    ks = np.r_[0, ideal.k_grid(n, K_PER_DECADE)]
-    curve = ideal.ideal_curve(lang, ks)
-    return np.array([ideal.crossing(ks, curve, float(x), n) for x in losses])
+    return ideal.k_effectives(lang, losses, np.r_[0, ideal.k_grid(len(lang.words), K_PER_DECADE)])
 
 
 def knowledge_fit(rows, k_eff, boot: int, seed: int = 0) -> dict | None:
-    """K_eff = c N^gamma: least squares in log-log over the runs whose K_eff >= K_EFF_MIN, a
-    95% interval for gamma from resampling those runs. None with fewer than 2 sizes."""
-    n = np.array([r["n_params_total"] for r in rows], float)
-    k = np.asarray(k_eff, float)
-    sel = k >= K_EFF_MIN
-    if len(np.unique(n[sel])) < 2:
-        return None
-    x, y = np.log(n[sel]), np.log(k[sel])
-    gamma, log_c = np.polyfit(x, y, 1)
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(boot):
-        i = rng.integers(0, x.size, x.size)
-        if np.unique(x[i]).size >= 2:
-            draws.append(np.polyfit(x[i], y[i], 1)[0])
-    ci = [float(q) for q in np.percentile(draws, [2.5, 97.5])] if draws else None
-    return {"c": float(np.exp(log_c)), "gamma": float(gamma), "gamma_ci": ci,
-            "n_used": sorted({int(v) for v in n[sel]})}
+    """K_eff = c N^gamma over the runs whose K_eff >= K_EFF_MIN (knobsim.data.ideal.knowledge_fit)."""
+    from knobsim.data import ideal
+
+    return ideal.knowledge_fit([r["n_params_total"] for r in rows], k_eff, boot, seed, K_EFF_MIN)
 
 
 def analyse(z: float, rows: list[dict], boot: int, boot_free: int | None = None) -> dict:

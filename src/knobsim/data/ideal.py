@@ -245,6 +245,47 @@ def crossing(ks: np.ndarray, y: np.ndarray, target: float, n: int) -> float:
     return float(np.exp(np.log(k0) + t * (np.log(k1) - np.log(k0))))
 
 
+K_EFF_MIN = 10  # words: below it L*(K) is no power law yet (a letter model beats it)
+
+
+def k_effectives(lang: Language, losses, ks: np.ndarray | None = None,
+                 curve: np.ndarray | None = None) -> np.ndarray:
+    """k_effective of many losses on one K grid (default: 16 points a decade, K = 0 first;
+    give ``ks`` and its ``curve`` to reuse them). The curve is computed only when some loss is
+    below L*(0) (else every K_eff is 0)."""
+    losses = np.asarray(losses, float)
+    n = len(lang.words)
+    if curve is None and np.all(losses >= ideal_loss(lang, 0)):
+        return np.zeros(losses.shape)
+    if ks is None:
+        ks = np.r_[0, k_grid(n, 16)]
+    if curve is None:
+        curve = ideal_curve(lang, ks)
+    return np.array([crossing(ks, curve, float(x), n) for x in losses])
+
+
+def knowledge_fit(n_params, k_eff, boot: int, seed: int = 0, k_min: int = K_EFF_MIN) -> dict | None:
+    """Words known against knobs, K_eff = c N^gamma: least squares in log-log over the runs
+    with K_eff >= k_min, a 95% interval for gamma from resampling those runs (``boot``
+    times). None with fewer than 2 sizes."""
+    n = np.asarray(n_params, float)
+    k = np.asarray(k_eff, float)
+    sel = k >= k_min
+    if len(np.unique(n[sel])) < 2:
+        return None
+    x, y = np.log(n[sel]), np.log(k[sel])
+    gamma, log_c = np.polyfit(x, y, 1)
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(boot):
+        i = rng.integers(0, x.size, x.size)
+        if np.unique(x[i]).size >= 2:
+            draws.append(np.polyfit(x[i], y[i], 1)[0])
+    ci = [float(q) for q in np.percentile(draws, [2.5, 97.5])] if draws else None
+    return {"c": float(np.exp(log_c)), "gamma": float(gamma), "gamma_ci": ci,
+            "k_eff_min": k_min, "n_used": sorted({int(v) for v in n[sel]})}
+
+
 LEARNABLE_AT = (1e6, 1e7, 1e8)  # characters of training text at which learnable ranks are told
 
 
