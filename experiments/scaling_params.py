@@ -1,7 +1,7 @@
 """L(N): eval loss against parameter count, data effectively unlimited, 3 seeds.
 
     python experiments/scaling_params.py --quick     # 6 sizes 1e3..3.2e5, 1M tokens each: ~4 min
-    python experiments/scaling_params.py             # 6 sizes 1e3..3.2e5, max(32M, 200 N) tokens: ~3.5 h (estimate)
+    python experiments/scaling_params.py             # 6 sizes 1e3..3.2e5, max(32M, 200 N) tokens: ~4 h on 2 cores
     python experiments/scaling_params.py --quick --preset english   # the lesson: the same
                                                      # sweep on the English-like language
 
