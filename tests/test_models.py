@@ -65,3 +65,23 @@ def test_knob_names_are_readable_tree_paths(key):
     shape = shape_for_budget("transformer", 1e4, VOCAB, 16)
     paths = set(param_shapes("transformer", shape))
     assert "blocks.0.attn.w_qkv_D3D" in paths and "embed.tok_VD" in paths
+
+
+def test_every_family_has_the_declared_interface():
+    """The family interface is declared once (knobsim.models.Family) and every registered
+    family provides all of it, so no code switches on a family's name."""
+    from knobsim.models import FAMILIES, Family
+    from knobsim.models import sizing
+    from knobsim.core.optim import default_lr
+
+    names = [n for n in vars(Family) if not n.startswith("_") and callable(getattr(Family, n))]
+    assert len(names) >= 12
+    for arch, fam in FAMILIES.items():
+        assert isinstance(fam, Family), arch
+        assert all(callable(getattr(fam, n, None)) for n in names), arch
+    # the values the old switches gave
+    assert [sizing.min_params(a, 27) for a in ("linear", "mlp", "transformer")] == [
+        81, FAMILIES["mlp"].count({"vocab": 27, "context": 1, "d_embed": 1, "d_hidden": 1}),
+        FAMILIES["transformer"].count({"vocab": 27, "d_model": 2, "n_layer": 1, "n_head": 1, "d_ff": 4, "seq": 1})]
+    assert (default_lr("linear", 500), default_lr("mlp", 5e4)) == (3e-2, 3e-3)
+    assert default_lr("transformer", 1e5) == 1e-2 and default_lr("transformer", 1e9) == 1e-3

@@ -45,17 +45,8 @@ def current_lr(opt_state) -> jax.Array:
 
 
 def default_lr(arch: str, n_params: int) -> float:
-    """Size-aware default peak learning rate (docs/models.md, "Learning rates").
+    """Size-aware default peak learning rate of the family (docs/models.md, "Learning
+    rates"; the transformer's rule: knobsim.models.transformer.default_lr)."""
+    from knobsim.models import sizing
 
-    Small models want large Adam steps. A grid on the first, English-like language
-    (now --preset english) at 2M tokens
-    (benchmarks/tune_lr.py; lr in {0.01, 0.03, 0.06}) found the best eval loss at 0.06 for
-    1e3 and 1e4 knobs and 0.01 for 1e5; the rule 0.01 (N / 1e5)^-0.4, kept within
-    [1e-3, 0.05], follows that and falls on towards the ~1e-3 of nanoGPT-sized models.
-    """
-    if arch == "linear":
-        return 3e-2
-    if arch == "mlp":
-        return 3e-3
-    lr = 1e-2 * (n_params / 1e5) ** -0.4
-    return float(min(max(lr, 1e-3), 5e-2))
+    return float(sizing.family(arch).default_lr(n_params))

@@ -147,9 +147,6 @@ def flops_per_token(cfg: RunConfig) -> tuple[float, float]:
     is a real matmul; lookups are not, a <1% overcount at our vocab of 27).
     Attention adds 12 L T D per token (Kaplan et al. 2020, Table 1, fwd+bwd, causal
     counted in full)."""
-    n = cfg.model.n_params_total
-    six_n = 6.0 * n
-    s = cfg.model.shape
-    if cfg.model.arch == "transformer":
-        return six_n, six_n + 12.0 * s["n_layer"] * cfg.train.seq * s["d_model"]
-    return six_n, six_n
+    six_n = 6.0 * cfg.model.n_params_total
+    attention = sizing.family(cfg.model.arch).attention_flops(cfg.model.shape, cfg.train.seq)
+    return six_n, six_n + attention

@@ -88,9 +88,7 @@ def _with_lr_multipliers(tx: optax.GradientTransformation, mults) -> optax.Gradi
 def lr_multipliers(cfg: RunConfig) -> dict | None:
     """Per-tensor lr multipliers of the model's parametrization, or None (all 1)."""
     fam = sizing.family(cfg.model.arch)
-    rule = getattr(fam, "lr_multiplier", None)
-    if rule is None:
-        return None
+    rule = fam.lr_multiplier
     abstract = jax.eval_shape(functools.partial(fam.init, shape=cfg.model.shape), jax.random.key(0))
     mults = jax.tree_util.tree_map_with_path(
         lambda p, _: float(rule(sizing.leaf_path(p), cfg.model.shape)), abstract)

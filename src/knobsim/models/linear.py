@@ -53,6 +53,23 @@ def count(shape: dict) -> int:
     return (n * v * v if r == 0 else n * v * r + r * v) + v
 
 
+def min_params(vocab: int) -> int:
+    """The smallest model: rank 1, one character of context."""
+    return 3 * vocab
+
+
+def default_lr(n_params: int) -> float:
+    return 3e-2
+
+
+def lr_multiplier(path: str, shape: dict) -> float:
+    return 1.0
+
+
+def attention_flops(shape: dict, seq: int) -> float:
+    return 0.0
+
+
 def size(budget: int, vocab: int, seq: int) -> dict:
     """Nearest achievable shape: rank 1..V/2 factored or full rank, context 1..8.
 

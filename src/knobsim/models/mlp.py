@@ -43,6 +43,22 @@ def count(shape: dict) -> int:
     return v * e + n * e * h + h + h * v + v
 
 
+def min_params(vocab: int) -> int:
+    return count({"vocab": vocab, "context": 1, "d_embed": 1, "d_hidden": 1})
+
+
+def default_lr(n_params: int) -> float:
+    return 3e-3
+
+
+def lr_multiplier(path: str, shape: dict) -> float:
+    return 1.0
+
+
+def attention_flops(shape: dict, seq: int) -> float:
+    return 0.0
+
+
 def _nearest_hidden(budget: int, vocab: int, n: int, e: int) -> dict:
     h = max(1, round((budget - vocab * e - vocab) / (n * e + 1 + vocab)))
     return {"vocab": vocab, "context": n, "d_embed": e, "d_hidden": h}

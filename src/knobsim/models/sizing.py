@@ -59,15 +59,9 @@ def count_params(arch: str, shape: dict) -> Count:
     return Count(total, emb, total - emb, comp, by_leaf)
 
 
-# Below this many knobs a family cannot be built at all.
 def min_params(arch: str, vocab: int) -> int:
-    if arch == "linear":
-        return 3 * vocab
-    if arch == "mlp":
-        return FAMILIES["mlp"].count({"vocab": vocab, "context": 1, "d_embed": 1, "d_hidden": 1})
-    return FAMILIES["transformer"].count(
-        {"vocab": vocab, "d_model": 2, "n_layer": 1, "n_head": 1, "d_ff": 4, "seq": 1}
-    )
+    """Below this many knobs a family cannot be built at all."""
+    return family(arch).min_params(vocab)
 
 
 def shape_for_budget(arch: str, budget: int, vocab: int, seq: int) -> dict:

@@ -129,6 +129,29 @@ def count(shape: dict) -> int:
     return count_decoder(spec(shape))["total"]
 
 
+def min_params(vocab: int) -> int:
+    return count({"vocab": vocab, "d_model": 2, "n_layer": 1, "n_head": 1, "d_ff": 4, "seq": 1})
+
+
+def default_lr(n_params: int) -> float:
+    """Size-aware default peak learning rate (docs/models.md, "Learning rates").
+
+    Small models want large Adam steps. A grid on the first, English-like language
+    (now --preset english) at 2M tokens
+    (benchmarks/tune_lr.py; lr in {0.01, 0.03, 0.06}) found the best eval loss at 0.06 for
+    1e3 and 1e4 knobs and 0.01 for 1e5; the rule 0.01 (N / 1e5)^-0.4, kept within
+    [1e-3, 0.05], follows that and falls on towards the ~1e-3 of nanoGPT-sized models.
+    """
+    lr = 1e-2 * (n_params / 1e5) ** -0.4
+    return float(min(max(lr, 1e-3), 5e-2))
+
+
+def attention_flops(shape: dict, seq: int) -> float:
+    """Training FLOPs per token of attention's scores and mixing: 12 L T D (Kaplan et al.
+    2020, Table 1, forward and backward, causal counted in full)."""
+    return 12.0 * shape["n_layer"] * seq * shape["d_model"]
+
+
 # muP (Yang et al. 2022, "Tensor Programs V", Table 8, the formulation with multipliers):
 # input weights (the embedding, init variance 1) and all biases and gains keep a
 # width-independent Adam lr; the output layer keeps its lr with a 1/fan_in multiplier (our
