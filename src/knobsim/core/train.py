@@ -28,11 +28,8 @@ from knobsim.core import hooks as H
 from knobsim.core import segments as G
 from knobsim.core.hooks import STOP, Stopped  # noqa: F401  (the CLI's signal handler sets STOP)
 from knobsim.core.plan import flops_per_token
-from knobsim.core.programs import (Programs, data_pool, eval_tokens, init_state, programs_for,
-                                   stack_states)
-from knobsim.core.state import TrainState, seed_keys, unflat_params
-from knobsim.data.language import VOCAB, Language, build_language
-from knobsim.data.sampler import device_tables, words_needed
+from knobsim.core.session import Session
+from knobsim.data.language import VOCAB, Language
 from knobsim.errors import KnobsimError
 from knobsim.models import sizing
 from knobsim.watch import stats as knobs
@@ -80,9 +77,8 @@ def train(
     from them and ``reference`` names them in the records. ``extra_config`` is merged into
     config.json. With a run directory, checkpoints go to RUN/checkpoints (io/checkpoint.py);
     ``resume`` continues ``run`` from its latest checkpoint, bit for bit."""
-    return _train(cfg, [cfg.train.seed], [run], on_chunk, lang, vmapped=False, watch=watch,
-                  tensorboard=tensorboard, init_params=init_params, reference=reference,
-                  extra_config=extra_config, resume=resume)[0]
+    req = Request([run], on_chunk, watch, tensorboard, init_params, reference, extra_config, resume)
+    return _train(cfg, [cfg.train.seed], lang, False, req)[0]
 
 
 def train_seeds(
@@ -96,81 +92,41 @@ def train_seeds(
     vmapped over a leading seed axis. Returns one summary per seed (each run's config.json
     records its own seed). Whether this beats seeds one after another depends on the size:
     benchmarks/bench_seeds.py measures it."""
-    runs = runs or [None] * len(seeds)
-    return _train(cfg, list(seeds), runs, on_chunk, lang, vmapped=True)
-
-
-# -- a run's programs, state and data ---------------------------------------------------
-
-
-@dataclasses.dataclass
-class Session:
-    """Everything one call of the loop works on: built once, before the first chunk."""
-
-    cfg: RunConfig
-    seeds: list[int]
-    lang: Language
-    progs: Programs
-    state: TrainState  # stacked over a leading seed axis when vmapped
-    tables: object
-    pool: object  # the finite-data pool, or None
-    ev_tokens: jax.Array
-    vmapped: bool
-
-    @classmethod
-    def build(cls, cfg, seeds, lang, vmapped, watch, init_params) -> "Session":
-        lang = lang or build_language(cfg.language)
-        tables = device_tables(lang)
-        n_words = words_needed(lang, cfg.train.seq)
-        progs = programs_for(cfg, n_words, watch=watch)
-        if init_params is not None:
-            params0 = unflat_params(cfg, init_params)
-            states = [TrainState(jnp.zeros((), jnp.int32), params0, progs.opt_init(params0),
-                                 seed_keys(seeds[0])["data"])]
-        else:
-            states = [init_state(cfg, progs, seed=sd) for sd in seeds]
-        pools = [data_pool(cfg, tables, n_words, seed=sd) for sd in seeds]
-        if vmapped:
-            if cfg.train.pool_tokens and len(seeds) > 1:
-                raise KnobsimError("finite-data pools are per seed; train seeds one by one with a pool")
-            state = stack_states(states)
-        else:
-            (state,) = states
-        pool = pools[0]
-        ev_tokens = eval_tokens(cfg, tables, n_words)
-        if progs.mesh is not None:  # [parallel] replicated state and tables, eval set split
-            state, tables, pool = parallel.place_replicated((state, tables, pool), progs.mesh)
-            ev_tokens = parallel.place_eval_tokens(ev_tokens, progs.mesh)
-        return cls(cfg, list(seeds), lang, progs, state, tables, pool, ev_tokens, vmapped)
-
-    def evaluate(self, params) -> np.ndarray:
-        fn = self.progs.eval_many if self.vmapped else self.progs.eval_loss
-        return np.atleast_1d(np.asarray(jax.device_get(fn(params, self.ev_tokens)), dtype=np.float64))
-
-    def run_chunk(self, n: int, ref, watched: bool):
-        """Run ``n`` steps as one jitted call; returns (metrics (S, n), watch output, seconds)."""
-        t0 = time.perf_counter()
-        p = self.progs
-        if watched:
-            self.state, metrics = p.watched_chunk(self.state, ref, self.tables, self.pool,
-                                                  jnp.int32(n), self.cfg.train.chunk)
-        else:
-            fn = p.chunk_many if self.vmapped else p.chunk
-            self.state, metrics = fn(self.state, self.tables, self.pool, n)
-        metrics = jax.device_get(metrics)  # the one host sync per chunk
-        watch_out = metrics.pop("watch", None)
-        metrics = {k: np.asarray(v)[..., :n].reshape(len(self.seeds), n) for k, v in metrics.items()}
-        return metrics, watch_out, time.perf_counter() - t0
+    return _train(cfg, list(seeds), lang, True, Request(runs or [None] * len(seeds), on_chunk))
 
 
 # -- the loop -------------------------------------------------------------------------
 
 
-def _check_request(runs, vmapped, watch, tensorboard, init_params) -> None:
-    if vmapped and (watch is not None or tensorboard or init_params is not None):
-        raise KnobsimError("watching, TensorBoard and fine-tuning take one seed at a time")
-    if (watch is not None or tensorboard) and runs[0] is None:
-        raise KnobsimError("watching and TensorBoard write into a run directory; give one")
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """What one call of the loop is asked for (train's and train_seeds' arguments)."""
+
+    runs: list  # one io.rundir.RunDir (or None: write nothing) per seed
+    on_chunk: Callable[[ChunkReport], None] | None = None
+    watch: knobs.WatchConfig | None = None  # record knob statistics, dials, snapshots
+    tensorboard: bool = False
+    init_params: dict | None = None  # start from these weights (fine-tuning)
+    reference: str = "init"  # what drift is measured from, as the records name it
+    extra_config: dict | None = None  # merged into config.json
+    resume: bool = False  # continue runs[0] from its latest checkpoint
+
+    def check(self, vmapped: bool) -> None:
+        if vmapped and (self.watch is not None or self.tensorboard or self.init_params is not None):
+            raise KnobsimError("watching, TensorBoard and fine-tuning take one seed at a time")
+        if (self.watch is not None or self.tensorboard) and self.runs[0] is None:
+            raise KnobsimError("watching and TensorBoard write into a run directory; give one")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Start:
+    """Where this segment of the run starts (step 0, or a resumed checkpoint's)."""
+
+    step: int
+    ref: object  # the reference weights drift is measured from (None when not watching)
+    rows0: list | None  # the metrics logged before the checkpoint (resume only)
+    first_eval: np.ndarray  # the eval loss at step 0 (per seed)
+    snaps: frozenset  # steps whose weights are snapshotted (watching only)
 
 
 def _stops(cfg: RunConfig, snaps: set[int]):
@@ -193,27 +149,26 @@ def _rows(step: int, n: int, per_step: int, metrics: dict, ev, i: int) -> list[d
     return rows
 
 
-def _hooks(s: Session, runs, ckpt, watch, tensorboard, snaps, ref, reference, first_eval, resume, start,
-           segments=None):
+def _hooks(s: Session, req: Request, ckpt, st: _Start, segments=None):
     """The hooks of a run, in the order they see each chunk. ``segments``: core/segments.py."""
-    cfg, run0 = s.cfg, runs[0]
-    hooks: list[H.Hook] = [H.MetricsHook(runs)]
+    cfg, run0, watch = s.cfg, req.runs[0], req.watch
+    hooks: list[H.Hook] = [H.MetricsHook(req.runs)]
     if watch is not None:
         from knobsim.watch.recorder import WatchRecorder
 
         rec = WatchRecorder(run0, s.progs.names, sizing.param_shapes(cfg.model.arch, cfg.model.shape),
-                            s.progs.sample, watch, cfg.train.steps, reference)
-        if resume:
-            rec.truncate_after(start)
-        hooks.append(H.WatchHook(rec, watch, snaps, s.progs.names, s.progs.sample))
-    if tensorboard:
+                            s.progs.sample, watch, cfg.train.steps, req.reference)
+        if req.resume:
+            rec.truncate_after(st.step)
+        hooks.append(H.WatchHook(rec, watch, set(st.snaps), s.progs.names, s.progs.sample))
+    if req.tensorboard:
         from knobsim.watch.recorder import TensorBoardLog
 
         hooks.append(H.TensorBoardHook(TensorBoardLog(run0.path / "tensorboard"), s.progs.names))
-    threshold = DIVERGED_FACTOR * max(float(np.max(first_eval)), math.log(VOCAB))
+    threshold = DIVERGED_FACTOR * max(float(np.max(st.first_eval)), math.log(VOCAB))
     hooks.append(H.DivergenceGuard(threshold, cfg.optim.lr, ckpt))
     if ckpt is not None:
-        hooks.append(H.CheckpointHook(ckpt, cfg.train.steps, cfg.train.ckpt_every, ref))
+        hooks.append(H.CheckpointHook(ckpt, cfg.train.steps, cfg.train.ckpt_every, st.ref))
         if segments is not None:
             hooks.append(G.SegmentsHook(run0, ckpt, *segments))
     hooks.append(H.StopGuard(None if run0 is None else run0.path))
@@ -273,10 +228,12 @@ def _losses_from_log(rows0, cfg, next_stop, watched):
     return chunk_losses, last_eval
 
 
-def _begin(s: Session, runs, ckpt, watch, extra_config, resume):
-    """Restore (resume) or start fresh: returns (start step, reference weights, logged rows)."""
+def _begin(s: Session, req: Request, ckpt) -> _Start:
+    """Restore (resume) or start fresh: where the segment starts, its reference weights,
+    the rows logged before it, the first evaluation and the snapshot steps."""
+    runs, watch = req.runs, req.watch
     start, ref, rows0 = 0, None, None
-    if resume:
+    if req.resume:
         if ckpt is None:
             raise KnobsimError("resuming needs the run directory of a single-seed run")
         like_ref = s.state.params if watch is not None else None
@@ -287,49 +244,49 @@ def _begin(s: Session, runs, ckpt, watch, extra_config, resume):
         for sd, run in zip(s.seeds, runs):
             if run is not None:
                 c = dataclasses.replace(s.cfg, train=dataclasses.replace(s.cfg.train, seed=sd))
-                extra = dict(extra_config or {})
+                extra = dict(req.extra_config or {})
                 if watch is not None:
                     extra["watch"] = dataclasses.asdict(watch)
                 run.write_config({**c.to_dict(), **extra})
     if watch is not None and ref is None:
         # The reference is a copy: the state's own buffers are donated to each chunk.
         ref = jax.tree.map(jnp.copy, s.state.params)
-    return start, ref, rows0
+    first_eval = np.array([rows0[0]["eval_loss"]]) if req.resume else s.evaluate(s.state.params)
+    snaps = frozenset(knobs.snapshot_steps(s.cfg.train.steps)) if watch is not None and watch.snapshots else frozenset()
+    return _Start(start, ref, rows0, first_eval, snaps)
 
 
-def _train(cfg, seeds, runs, on_chunk, lang, vmapped, watch=None, tensorboard=False,
-           init_params=None, reference="init", extra_config=None, resume=False):
+def _train(cfg: RunConfig, seeds: list[int], lang, vmapped: bool, req: Request) -> list[dict]:
+    """The host loop: build the session, start (or resume), run the chunks through the
+    hooks, summarise. Every file a run writes is written by a hook or by io/."""
     t_start = time.perf_counter()
     STOP["signal"] = None
-    _check_request(runs, vmapped, watch, tensorboard, init_params)
-    s = Session.build(cfg, seeds, lang, vmapped, watch, init_params)
+    req.check(vmapped)
+    s = Session.build(cfg, seeds, lang, vmapped, req.watch, req.init_params)
     ckpt = None
-    if runs[0] is not None and not vmapped:
+    if req.runs[0] is not None and not vmapped:
         from knobsim.io.checkpoint import Checkpointer
 
-        ckpt = Checkpointer(runs[0].path, keep=cfg.train.keep)
+        ckpt = Checkpointer(req.runs[0].path, keep=cfg.train.keep)
     hooks: list[H.Hook] = []
     try:
-        start, ref, rows0 = _begin(s, runs, ckpt, watch, extra_config, resume)
-        first_eval = np.array([rows0[0]["eval_loss"]]) if resume else s.evaluate(s.state.params)
-        snaps = set(knobs.snapshot_steps(cfg.train.steps)) if watch is not None and watch.snapshots else set()
-        prog = _Progress(start, first_eval)
-        earlier = G.earlier_segments(runs[0], start) if resume else []
-        this_segment = functools.partial(G.segment, prog, start, t_start, cfg.train.tokens_per_step * len(seeds))
-        segments = None if ckpt is None else (earlier, this_segment)
-        hooks = _hooks(s, runs, ckpt, watch, tensorboard, snaps, ref, reference, first_eval, resume, start,
-                       segments)
-        if not resume:
+        st = _begin(s, req, ckpt)
+        prog = _Progress(st.step, st.first_eval)
+        earlier = G.earlier_segments(req.runs[0], st.step) if req.resume else []
+        this_segment = functools.partial(G.segment, prog, st.step, t_start, cfg.train.tokens_per_step * len(seeds))
+        hooks = _hooks(s, req, ckpt, st, None if ckpt is None else (earlier, this_segment))
+        if not req.resume:
             for h in hooks:
-                h.begin(s.state, first_eval)
-        next_stop = _stops(cfg, snaps)
-        _run_chunks(s, hooks, prog, next_stop, ref, watch is not None, on_chunk)
+                h.begin(s.state, st.first_eval)
+        watched = req.watch is not None
+        next_stop = _stops(cfg, set(st.snaps))
+        _run_chunks(s, hooks, prog, next_stop, st.ref, watched, req.on_chunk)
         if prog.chunk_losses is None:  # resumed from the final checkpoint: nothing to train
-            prog.chunk_losses, prog.last_eval = _losses_from_log(rows0, cfg, next_stop, watch is not None)
+            prog.chunk_losses, prog.last_eval = _losses_from_log(st.rows0, cfg, next_stop, watched)
         timing = G.timing([*earlier, this_segment()])
         watch_hook = next((h for h in hooks if isinstance(h, H.WatchHook)), None)
         last_watch = None if watch_hook is None else watch_hook.last
-        summaries = _summaries(s, runs, prog, first_eval, timing, reference, last_watch)
+        summaries = _summaries(s, req.runs, prog, st.first_eval, timing, req.reference, last_watch)
     finally:  # every file closed, whatever ended the run (the end, divergence, a stop, an error)
         H.close_all(hooks or ([ckpt] if ckpt is not None else []))
     return summaries
