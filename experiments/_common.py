@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -78,6 +79,54 @@ def ln_points(mode: str) -> list[S.Point]:
     for b in S.parse_sizes(m["sizes"]):
         pts += S.sweep_points([b], m["seeds"], tokens=max(FULL_MIN_TOKENS, FULL_TOKENS_PER_KNOB * b), **sh)
     return pts
+
+
+def add_table_option(ap: argparse.ArgumentParser) -> None:
+    """--table: draw from a finished L(N) sweep's results.csv (e.g. the committed
+    experiments/results/scaling_params/results.csv) instead of training."""
+    ap.add_argument("--table", type=Path, default=None, metavar="RESULTS_CSV",
+                    help="draw from this L(N) results table (e.g. experiments/results/"
+                         "scaling_params/results.csv); trains nothing")
+
+
+def ln_rows(a, sett: S.Settings) -> list[dict]:
+    """The L(N) sweep's rows: read from --table when given (checked: one language, the
+    settings' floor), else trained or resumed in the mode's sweep folder beside --out."""
+    if getattr(a, "table", None) is None:
+        return run(ln_points(a.mode), sett, ln_sweep_dir(a.out, a.mode), a.quiet)
+    return table_rows(a.table, sett)
+
+
+TABLE_COLUMNS = ("n_params_total", "final_eval_loss", "entropy_floor", "seed", "tokens", "batch", "seq")
+
+
+def table_rows(path: Path, sett: S.Settings) -> list[dict]:
+    """A results table's rows, checked: the columns the L(N) figures read, one language
+    (the settings' floor). Bad input: one line, exit 2."""
+    from knobsim.data.language import build_language
+    from knobsim.errors import KnobsimError
+
+    try:
+        rows = S.read_rows(path)
+    except (OSError, KnobsimError, ValueError) as e:
+        fail(f"--table {path} cannot be read ({e}); give a sweep's results.csv")
+    missing = [c for c in TABLE_COLUMNS if rows and c not in rows[0]]
+    if missing:
+        fail(f"--table {path} lacks the column(s) {', '.join(missing)}; give a sweep's results.csv")
+    if not rows:
+        fail(f"--table {path} has no runs; give a finished sweep's results.csv")
+    floor = build_language(sett.language).entropy_rate
+    floors = sorted({round(r["entropy_floor"], 6) for r in rows})
+    if floors != [round(floor, 6)]:
+        fail(f"--table {path} was trained on another language (floor {floors} vs "
+             f"{floor:.6f}); give the --preset it was trained with")
+    return rows
+
+
+def fail(message: str) -> None:
+    """Bad input: one line on stderr naming the problem and the fix, exit code 2."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def ln_sweep_dir(out: Path, mode: str) -> Path:

@@ -312,8 +312,8 @@ def fit_law(rows, boot: int):
 
 
 def main():
-    a = C.parse(__doc__, "explosion")
-    rows = C.run(C.ln_points(a.mode), C.settings(a.mode), C.ln_sweep_dir(a.out, a.mode), a.quiet)
+    a = C.parse(__doc__, "explosion", C.add_table_option)
+    rows = C.ln_rows(a, C.settings(a.mode))
     fit = fit_law(rows, MODES[a.mode]["boot"])
     refs = references()
     png = P.save(draw(rows, fit, refs), a.out / "explosion.png")

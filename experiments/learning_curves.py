@@ -17,8 +17,12 @@ By default it reads (and if needed trains) the sweep of scaling_params in the sa
 beside --out (OUT/../scaling_params[-quick]/sweep): both run the L(N) sweep of
 _common.LN_SWEEP, so running both costs one sweep. --runs DIR reads another sweep's results.csv and run directories.
 
+--table RESULTS_CSV draws from a finished sweep's table and the curves.csv beside it (e.g.
+the committed experiments/results/scaling_params/), training and reading no run directory.
+
 Writes to --out (default experiments/out/learning_curves[-quick]):
   learning_curves.png     loss vs compute, all sizes, frontier and its fit | N on the frontier
+  curves.csv              the drawn curves (n_params_total, seed, warmup_steps, compute, loss)
   summary.json            frontier fit (beta, its interval, E), frontier sizes by compute
 """
 
@@ -92,20 +96,76 @@ def frontier(curves: dict, grid: np.ndarray) -> Frontier:
 
 
 def first_seed(a) -> list[dict]:
-    """The runs to draw: the L(N) sweep's (trained here if missing) or --runs', seed 0 only."""
-    if a.runs is None:
-        rows = C.run(C.ln_points(a.mode), C.settings(a.mode), C.ln_sweep_dir(a.out, a.mode), a.quiet)
-    else:
+    """The runs to draw: the L(N) sweep's (trained here if missing), --runs' or --table's,
+    seed 0 only."""
+    if a.runs is not None:
         rows = S.read_rows(a.runs / "results.csv")
+    else:
+        rows = C.ln_rows(a, C.settings(a.mode))
     return [r for r in rows if r["seed"] == min(x["seed"] for x in rows)]
 
 
-def fit_frontier(rows, fr: Frontier, boot: int):
+CURVE_COLUMNS = ("n_params_total", "seed", "warmup_steps", "compute", "loss")
+
+
+def load_curves(a, rows) -> tuple[dict, dict]:
+    """({N: (C, loss)}, {N: warmup steps}) of the runs: from their run directories, or with
+    --table from the curves.csv beside it (written by this script into --out)."""
+    if getattr(a, "table", None) is None:
+        curves = {r["n_params_total"]: curve(Path(r["run_dir"]), r["n_params_total"]) for r in rows}
+        warm = {r["n_params_total"]: record.read_json(Path(r["run_dir"]) / "config.json")["optim"]["warmup_steps"]
+                for r in rows}
+        return curves, warm
+    from knobsim.errors import KnobsimError
+    from knobsim.scaling.table import read_csv
+
+    path = a.table.parent / "curves.csv"
+    if not path.is_file():
+        C.fail(f"--table needs the learning curves beside it, {path}; write it with "
+               f"learning_curves.py --runs SWEEP_DIR --out {a.table.parent}")
+    try:
+        header, body = read_csv(path)
+        col = {c: header.index(c) for c in CURVE_COLUMNS}
+    except (KnobsimError, ValueError) as e:
+        C.fail(f"{path} is not a learning_curves curves.csv ({e}); write it again with "
+               "learning_curves.py --runs SWEEP_DIR")
+    curves, warm = {}, {}
+    for n in sorted({r["n_params_total"] for r in rows}):
+        pts = [b for b in body if int(b[col["n_params_total"]]) == n]
+        if not pts:
+            C.fail(f"{path} has no curve for {n:,} knobs; write it again from the same sweep")
+        curves[n] = (np.array([float(b[col["compute"]]) for b in pts]),
+                     np.array([float(b[col["loss"]]) for b in pts]))
+        warm[n] = int(pts[0][col["warmup_steps"]])
+    return curves, warm
+
+
+def write_curves(rows, curves: dict, warm: dict, out: Path) -> Path:
+    """curves.csv: the binned curve of each drawn run (what the figure draws), so the figure
+    can be redrawn from a committed table without the run directories."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CURVE_COLUMNS)
+    for r in sorted(rows, key=lambda r: r["n_params_total"]):
+        n = r["n_params_total"]
+        for c, v in zip(*curves[n]):
+            w.writerow([n, r["seed"], warm[n], repr(float(c)), repr(float(v))])
+    path = out / "curves.csv"
+    tmp = path.with_name(".curves.csv.tmp")
+    tmp.write_text(buf.getvalue())
+    tmp.replace(path)  # atomic: a kill never leaves half a table
+    return path
+
+
+def fit_frontier(rows, fr: Frontier, boot: int, warm: dict):
     """L(C) = floor + B / C^beta on the frontier where the smallest run is past its warmup
     (before that the frontier is warmup). Returns (the fit, the grid points it used)."""
     grid, best = fr.grid, fr.best
     small = min(rows, key=lambda r: r["n_params_total"])
-    warm = record.read_json(Path(small["run_dir"]) / "config.json")["optim"]["warmup_steps"]
+    warm = warm[small["n_params_total"]]
     c0 = 6.0 * small["n_params_total"] * min(WARMUP_SKIP * warm, small["steps"] / 2) * small["batch"] * small["seq"]
     fit_ok = fr.ok & (grid >= c0)
     # The frontier's points are not independent measurements (neighbours share runs), so
@@ -173,14 +233,16 @@ def main():
     def extra(ap: argparse.ArgumentParser):
         ap.add_argument("--runs", type=Path, default=None,
                         help="a sweep directory to read (default: scaling_params' sweep)")
+        C.add_table_option(ap)
 
     a = C.parse(__doc__, "learning_curves", extra)
     rows = first_seed(a)
-    curves = {r["n_params_total"]: curve(Path(r["run_dir"]), r["n_params_total"]) for r in rows}
+    curves, warm = load_curves(a, rows)
+    write_curves(rows, curves, warm, a.out)
     all_c = np.concatenate([c for c, _ in curves.values() if c.size])
     grid = np.geomspace(all_c.min(), all_c.max(), 80)
     fr = frontier(curves, grid)
-    fit, fit_ok = fit_frontier(rows, fr, MODES[a.mode]["boot"])
+    fit, fit_ok = fit_frontier(rows, fr, MODES[a.mode]["boot"], warm)
     png = figure(rows, curves, fr, fit, fit_ok, a.out)
     C.finish(a, {
         "beta_frontier": fit.beta, "beta_frontier_ci": fit.ci.get("beta"), "B": fit.B,

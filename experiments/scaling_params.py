@@ -218,12 +218,17 @@ def figure(rows, free, fixed, floor, out, title, limits=()):
 
 
 def main():
-    a = C.parse(__doc__, "scaling_params", extra=lambda ap: ap.add_argument(
-        "--preset", choices=sorted(PRESETS), default="scale-free",
-        help="the language (default scale-free; english: the lesson, docs/scaling.md)"))
+    def extra(ap):
+        ap.add_argument("--preset", choices=sorted(PRESETS), default="scale-free",
+                        help="the language (default scale-free; english: the lesson, docs/scaling.md)")
+        C.add_table_option(ap)
+
+    a = C.parse(__doc__, "scaling_params", extra)
     m = MODES[a.mode]
     language = PRESETS[a.preset]
-    rows = C.run(points(a.mode), C.settings(a.mode, language=language), a.out / "sweep", a.quiet)
+    sett = C.settings(a.mode, language=language)
+    rows = (C.table_rows(a.table, sett) if a.table is not None
+            else C.run(points(a.mode), sett, a.out / "sweep", a.quiet))
     free, fixed, floor = fits(rows, m["boot"])
     d = sorted({r["tokens"] for r in rows})
     limits = data_limit(d, language)

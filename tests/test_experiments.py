@@ -8,11 +8,16 @@ explosion), and zipf_exponent, whose tiny runs have scaling_params' shapes and s
 data_scaling are in test_experiments_isoflop_data.py, so that the two xdist workers share
 the load; tiny_experiments.py holds the common check."""
 
+import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 
 import pytest
 
-from tiny_experiments import EXPERIMENTS, ROOT, check_experiment_runs_tiny
+from tiny_experiments import EXPERIMENTS, ROOT, check_experiment_runs_tiny, run_experiment_tiny
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +31,57 @@ def outdir(tmp_path_factory):
 @pytest.mark.parametrize("name", ["scaling_params", "learning_curves", "explosion", "zipf_exponent"])
 def test_experiment_runs_tiny_and_writes_figures_and_summary(name, outdir, monkeypatch):
     check_experiment_runs_tiny(name, outdir, monkeypatch)
+
+
+@pytest.mark.slow
+def test_the_ln_figures_redraw_from_a_committed_table(outdir, monkeypatch):
+    """scaling_params, learning_curves and explosion --table: drawn from a results.csv and
+    the curves.csv beside it (as committed in experiments/results/scaling_params), with no
+    run directory, they write the same summary as from the sweep's runs (timing aside)."""
+    for name in ("scaling_params", "learning_curves", "explosion"):
+        if not (outdir / f"{name}-tiny" / "summary.json").is_file():
+            check_experiment_runs_tiny(name, outdir, monkeypatch)
+    committed = outdir / "committed"
+    committed.mkdir()
+    shutil.copy(outdir / "scaling_params-tiny" / "sweep" / "results.csv", committed)
+    shutil.copy(outdir / "learning_curves-tiny" / "curves.csv", committed)
+    shutil.move(outdir / "scaling_params-tiny" / "sweep", outdir / "sweep-moved")  # no runs to read
+    try:
+        for name in ("scaling_params", "learning_curves", "explosion"):
+            redrawn = outdir / f"{name}-redrawn"
+            figures = run_experiment_tiny(name, redrawn, monkeypatch,
+                                          ("--table", str(committed / "results.csv")))
+            assert EXPERIMENTS[name][0] in figures
+            before = json.loads((outdir / f"{name}-tiny" / "summary.json").read_text())
+            after = json.loads((redrawn / "summary.json").read_text())
+            for d in (before, after):
+                d.pop("runtime_s")
+            assert after == before, name
+    finally:
+        shutil.move(outdir / "sweep-moved", outdir / "scaling_params-tiny" / "sweep")
+
+
+@pytest.mark.parametrize("problem", ["missing column", "other language", "no curves"])
+def test_a_bad_table_is_one_line_and_exit_2(problem, tmp_path):
+    """--table with a missing column, another language's runs, or no curves.csv beside it:
+    one line naming the problem and the fix, exit code 2, nothing drawn."""
+    header = "n_params_total,final_eval_loss,entropy_floor,seed,tokens,batch,seq"
+    row = "1002,1.06,0.6190109176068543,0,32000000,16,64"
+    if problem == "missing column":
+        header, row = header.replace(",batch", ""), row.replace(",16,", ",")
+    if problem == "other language":
+        row = row.replace("0.6190109176068543", "0.678")
+    (tmp_path / "results.csv").write_text(f"{header}\n{row}\n{row.replace('1002', '3175')}\n")
+    script = "learning_curves" if problem == "no curves" else "scaling_params"
+    p = subprocess.run([sys.executable, str(ROOT / "experiments" / f"{script}.py"), "--tiny", "-q",
+                        "--table", str(tmp_path / "results.csv"), "--out", str(tmp_path / "out")],
+                       capture_output=True, text=True, env={**os.environ, "KNOBSIM_HUGEPAGES": "0"})
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --table"), p.stderr
+    assert {"missing column": "lacks the column(s) batch", "other language": "another language",
+            "no curves": "curves.csv"}[problem] in lines[0]
+    assert not list((tmp_path / "out").glob("*.png"))
 
 
 def test_every_experiment_documents_quick_and_full():

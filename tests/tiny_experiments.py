@@ -47,7 +47,7 @@ LABELS = {
 }
 
 
-def run_experiment_tiny(name, out, monkeypatch) -> dict:
+def run_experiment_tiny(name, out, monkeypatch, args=()) -> dict:
     """`python experiments/<name>.py --tiny -q --out OUT`, run as __main__ in this process.
     Returns {file name: Figure} of the figures it saved.
 
@@ -57,7 +57,7 @@ def run_experiment_tiny(name, out, monkeypatch) -> dict:
     the test with its traceback."""
     script = ROOT / "experiments" / f"{name}.py"
     monkeypatch.syspath_prepend(str(script.parent))  # as `python script.py` puts it first
-    monkeypatch.setattr(sys, "argv", [str(script), "--tiny", "-q", "--out", str(out)])
+    monkeypatch.setattr(sys, "argv", [str(script), "--tiny", "-q", "--out", str(out), *args])
     monkeypatch.chdir(ROOT)
     matplotlib.use("Agg")
     saved, savefig = {}, matplotlib.figure.Figure.savefig
