@@ -107,7 +107,7 @@ def bench_size(budget: int, seeds: int, batch: int, seq: int, repeats: int, targ
     return {
         "budget": budget,
         "n_params": cfg.model.n_params_total,
-        "shape": cfg.model.shape,
+        "shape": cfg.model.shape.to_dict(),
         "steps_per_chunk": k,
         "tokens_per_round": tokens,
         "tokens_per_s_sequential": tps_seq,

@@ -95,7 +95,7 @@ def torch_model(shape, seq):
     import torch.nn as nn
     import torch.nn.functional as F
 
-    d, f, h, n_layer = shape["d_model"], shape["d_ff"], shape["n_head"], shape["n_layer"]
+    d, f, h, n_layer = shape.d_model, shape.d_ff, shape.n_head, shape.n_layer
 
     class Block(nn.Module):
         def __init__(self):
@@ -240,7 +240,7 @@ def main():
         # Aim for ~2 s per timed repeat: fewer steps for bigger models.
         per_step_flops = 6 * n * cfg.train.tokens_per_step
         steps = int(min(200, max(2, 2 * peak["peak_flops"] * 0.3 / per_step_flops)))
-        row = {"budget": size, "n_params": n, "batch": batch, "seq": seq, "shape": cfg.model.shape,
+        row = {"budget": size, "n_params": n, "batch": batch, "seq": seq, "shape": cfg.model.shape.to_dict(),
                "steps_per_repeat": steps}
         # Everything compiled and warmed up first; then the timed repeats take turns
         # (knobsim, eager, compiled, knobsim, ...) so drifts in machine load hit all alike.

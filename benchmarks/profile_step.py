@@ -111,7 +111,7 @@ def profile_size(size: str, batch: int, seq: int, steps: int, peak: float) -> di
     op_s = sum(bins.values())
     tokens = cfg.train.tokens_per_step
     f6n, fattn = flops_per_token(cfg)
-    s = cfg.model.shape
+    s = cfg.model.shape.to_dict()
     row = {
         "size": size, "n_params": cfg.model.n_params_total, "shape": s, "batch": batch, "seq": seq,
         "step_ms": 1e3 * step_s, "tokens_per_s": tokens / step_s, "mfu": f6n * tokens / step_s / peak,

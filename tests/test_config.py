@@ -41,10 +41,20 @@ def test_plan_run_takes_an_explicit_shape():
     shape = {"vocab": 27, "d_model": 24, "n_layer": 2, "n_head": 2, "d_ff": 96, "seq": 32}
     cfg = plan_run(params=5000, steps=10, batch=2, seq=32, shape=shape)
     n = sizing.count_params("transformer", shape)
-    assert cfg.model.shape == shape and cfg.model.budget == 5000
+    assert cfg.model.shape.to_dict() == shape and cfg.model.budget == 5000
     assert (cfg.model.n_params_total, cfg.model.n_params_nonembedding) == (n.total, n.nonembedding)
     assert cfg.optim.lr == default_lr("transformer", n.total)
     sized = plan_run(params=5000, steps=10, batch=2, seq=32)
     assert plan_run(params=5000, steps=10, batch=2, seq=32, shape=sized.model.shape) == sized
     with pytest.raises(KnobsimError, match="is not a transformer shape"):
         plan_run(params=5000, steps=10, shape={"d_model": 8})
+
+
+def test_sweep_run_names_do_not_move():
+    """The sweep names a run by a hash of its request (scaling/points.py run_name): a name
+    committed in experiments/results/scaling_params_partial/results.csv is still the name
+    the same request gets, so existing sweep directories resume and are not retrained."""
+    from knobsim.scaling.points import Point, Settings, run_name
+
+    name = run_name(Point(budget=1000, tokens=32_000_000, seed=0), Settings(), None)
+    assert name == "transformer-N1k-D32M-s0-f9f68451"

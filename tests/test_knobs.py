@@ -139,8 +139,8 @@ def test_mup_scales_hidden_matrix_updates_by_base_over_width():
     from knobsim.data.sampler import device_tables, words_needed
 
     sp = plan_run(params=3000, steps=4, batch=2, seq=16, chunk=1, check_memory=False)
-    d = sp.model.shape["d_model"]
-    mup = dataclasses.replace(sp, model=dataclasses.replace(sp.model, shape={**sp.model.shape, "mup_base_d": d / 4}))
+    d = sp.model.shape.d_model
+    mup = dataclasses.replace(sp, model=dataclasses.replace(sp.model, shape=dataclasses.replace(sp.model.shape, mup_base_d=d / 4)))
     lang = build_language(sp.language)
     tables, nw = device_tables(lang), words_needed(lang, 16)
     out = {}

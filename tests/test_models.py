@@ -81,7 +81,38 @@ def test_every_family_has_the_declared_interface():
         assert all(callable(getattr(fam, n, None)) for n in names), arch
     # the values the old switches gave
     assert [sizing.min_params(a, 27) for a in ("linear", "mlp", "transformer")] == [
-        81, FAMILIES["mlp"].count({"vocab": 27, "context": 1, "d_embed": 1, "d_hidden": 1}),
-        FAMILIES["transformer"].count({"vocab": 27, "d_model": 2, "n_layer": 1, "n_head": 1, "d_ff": 4, "seq": 1})]
+        81, FAMILIES["mlp"].count(FAMILIES["mlp"].Shape(vocab=27, context=1, d_embed=1, d_hidden=1)),
+        FAMILIES["transformer"].count(FAMILIES["transformer"].Shape(vocab=27, d_model=2, n_layer=1,
+                                                                    n_head=1, d_ff=4, seq=1))]
     assert (default_lr("linear", 500), default_lr("mlp", 5e4)) == (3e-2, 3e-3)
     assert default_lr("transformer", 1e5) == 1e-2 and default_lr("transformer", 1e9) == 1e-3
+
+
+def test_every_family_has_a_typed_shape_that_config_json_reads_back():
+    """A shape is its family's frozen dataclass (registered as family.Shape, the same class
+    config.MODEL_SHAPES reads config.json into), written with the very keys the old dicts
+    had: an optional field at None is left out."""
+    import dataclasses
+
+    from knobsim.config import MODEL_SHAPES
+    from knobsim.errors import KnobsimError
+
+    assert {a: f.Shape for a, f in FAMILIES.items()} == MODEL_SHAPES
+    keys = {"linear": ["vocab", "context", "rank"], "mlp": ["vocab", "context", "d_embed", "d_hidden"],
+            "transformer": ["vocab", "d_model", "n_layer", "n_head", "d_ff", "seq"]}
+    for arch, fam in FAMILIES.items():
+        shape = shape_for_budget(arch, 5000, VOCAB, 16)
+        assert isinstance(shape, fam.Shape) and dataclasses.is_dataclass(shape), arch
+        assert list(shape.to_dict()) == keys[arch], arch  # config.json's keys, in their order
+        assert fam.Shape.from_dict(shape.to_dict()) == shape
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            shape.vocab = 3
+    t = shape_for_budget("transformer", 5000, VOCAB, 16)
+    mup = dataclasses.replace(t, mup_base_d=8)
+    assert mup.to_dict() == {**t.to_dict(), "mup_base_d": 8}
+    assert FAMILIES["transformer"].Shape.from_dict(mup.to_dict()) == mup
+    for bad, why in [({"d_model": 8}, "missing vocab, n_layer, n_head, d_ff, seq"),
+                     ({**t.to_dict(), "heads": 2}, "unknown heads"),
+                     ({**t.to_dict(), "d_model": 8.5}, "not whole numbers: d_model")]:
+        with pytest.raises(KnobsimError, match=f"is not a transformer shape [(]{why}[)]"):
+            FAMILIES["transformer"].Shape.from_dict(bad)

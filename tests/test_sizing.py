@@ -54,8 +54,8 @@ def test_transformer_within_ten_percent_from_1e3_to_1e9():
     for budget in np.logspace(3, 9, 181):
         b = int(budget)
         shape = shape_for_budget("transformer", b, VOCAB, 128)
-        assert shape["d_model"] % shape["n_head"] == 0
-        assert 2 * shape["d_model"] <= shape["d_ff"] <= 6 * shape["d_model"]
+        assert shape.d_model % shape.n_head == 0
+        assert 2 * shape.d_model <= shape.d_ff <= 6 * shape.d_model
         worst = max(worst, abs(transformer.count(shape) - b) / b)
     assert worst < 0.10, worst
 

@@ -1,7 +1,8 @@
 """Typed, frozen configuration and the parsing of human-written counts.
 
-Every field carries its unit in a comment. The resolved config of a run is written to its
-``config.json`` (``dataclasses.asdict``), so a run directory says exactly what was trained.
+Every field carries its unit in a comment. A run's resolved RunConfig is its whole truth:
+its ``config.json`` is exactly ``RunConfig.to_dict()``, so a run directory says exactly what
+was trained, what it recorded and on how many devices.
 """
 
 from __future__ import annotations
@@ -94,15 +95,94 @@ PRESETS: dict[str, LanguageConfig] = {
 }
 
 
+class _Shape:
+    """A model family's shape: a frozen dataclass of its dims. In config.json it is a plain
+    object with the same keys (an optional field left at None is left out, so a shape
+    without it reads and writes exactly as before it existed)."""
+
+    arch = ""  # the family (knobsim.models.FAMILIES) this is the shape of
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) is not None}
+
+    @classmethod
+    def from_dict(cls, d) -> "_Shape":
+        """A config.json ``shape`` (or a shape written by hand) -> the typed shape, or one
+        KnobsimError line saying which keys are missing, unknown or not whole numbers."""
+        if isinstance(d, cls):
+            return d
+        if not isinstance(d, dict):
+            raise KnobsimError(f"shape {d!r} is not a {cls.arch} shape (not a mapping of its dims)")
+        fields = dataclasses.fields(cls)
+        missing = [f.name for f in fields if f.default is dataclasses.MISSING and f.name not in d]
+        unknown = sorted(set(d) - {f.name for f in fields})
+        bad = [f.name for f in fields if f.type == "int" and f.name in d
+               and (isinstance(d[f.name], bool) or not isinstance(d[f.name], int) or d[f.name] < 0)]
+        if missing or unknown or bad:
+            why = "; ".join(w for w in (f"missing {', '.join(missing)}" if missing else "",
+                                        f"unknown {', '.join(unknown)}" if unknown else "",
+                                        f"not whole numbers: {', '.join(bad)}" if bad else "") if w)
+            raise KnobsimError(f"shape {d} is not a {cls.arch} shape ({why})")
+        return cls(**d)
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearShape(_Shape):
+    """models/linear.py: softmax regression on the last ``context`` characters."""
+
+    arch = "linear"
+    vocab: int  # characters in the alphabet (V)
+    context: int  # characters looked back (N)
+    rank: int  # the bottleneck's rank (R); 0 = full rank, each W_i is V x V
+
+
+@dataclasses.dataclass(frozen=True)
+class MLPShape(_Shape):
+    """models/mlp.py: Bengio et al.'s (2003) neural language model over characters."""
+
+    arch = "mlp"
+    vocab: int  # characters in the alphabet (V)
+    context: int  # characters looked back (N)
+    d_embed: int  # embedding width per character (E)
+    d_hidden: int  # tanh units (H)
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerShape(_Shape):
+    """models/transformer.py: a GPT decoder (head dim = d_model / n_head)."""
+
+    arch = "transformer"
+    vocab: int  # characters in the alphabet (V)
+    d_model: int  # residual width (D)
+    n_layer: int  # blocks (L)
+    n_head: int  # attention heads (H); n_head divides d_model
+    d_ff: int  # MLP hidden width (F)
+    seq: int  # the context the shape was sized for (positions are sinusoids: no knobs)
+    mup_base_d: float | None = None  # muP's base width B: hidden matrices' lr x B / d_model
+    #                                  (None: the standard parametrisation)
+
+
+# Each family's shape class, by --arch (the family modules name theirs ``Shape``; a test
+# checks that the two agree). Here, below the models, so that a config reads back alone.
+MODEL_SHAPES: dict[str, type] = {"linear": LinearShape, "mlp": MLPShape, "transformer": TransformerShape}
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Which family and which shape; the shape is resolved from a knob budget by sizing."""
 
     arch: str  # "linear" | "mlp" | "transformer"
     budget: int  # requested number of knobs (parameters)
-    shape: dict  # the resolved shape (family-specific dims)
+    shape: LinearShape | MLPShape | TransformerShape  # the resolved shape (MODEL_SHAPES[arch])
     n_params_total: int  # exact count of the resolved shape
     n_params_nonembedding: int
+
+    @staticmethod
+    def from_dict(d: dict) -> "ModelConfig":
+        if d.get("arch") not in MODEL_SHAPES:
+            raise KnobsimError(f"unknown model arch {d.get('arch')!r}; one of {', '.join(MODEL_SHAPES)}")
+        return ModelConfig(**{**d, "shape": MODEL_SHAPES[d["arch"]].from_dict(d["shape"])})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,22 +228,67 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class WatchConfig:
+    """What a watched run records (RunConfig.watch; None there: a run that records no knobs)."""
+
+    every: int = 1  # record knob statistics every this many steps
+    knobs_per_tensor: int = 8  # sampled dials per tensor, recorded at every recorded step
+    sample_seed: int = 0  # seed of the dial sample (independent of the training seed)
+    snapshots: bool = True  # lossless weights at steps 0, 1, 2, 4, ... and the final step
+    tensorboard: bool = False  # also write TensorBoard event files (RUN/tensorboard): the one
+    #                            place a run decides it
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+    """Where a fine-tune's starting weights come from (RunConfig.finetune; None there: a run
+    that starts from its seed's init). Drift is measured from these weights."""
+
+    source: str  # the pre-trained run directory (its params.npz)
+    pretrain_language: LanguageConfig  # the language it was trained on
+
+    @staticmethod
+    def from_dict(d: dict) -> "FinetuneConfig":
+        # config.json before issue 24 named the source "from"
+        return FinetuneConfig(source=d["source"] if "source" in d else d["from"],
+                              pretrain_language=LanguageConfig.from_dict(d["pretrain_language"]))
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
+    """The whole run: config.json is exactly this, serialised (``to_dict``)."""
+
     language: LanguageConfig
     model: ModelConfig
     optim: OptimConfig
     train: TrainConfig
-    dtype: str = "float32"
+    dtype: str = "float32"  # compute dtype: "float32" or "bfloat16" (weights stay float32)
+    watch: WatchConfig | None = None  # knob records, dials, snapshots, TensorBoard; None: none
+    devices: int | None = None  # devices the batch is split over (core/parallel.py); None: all
+    finetune: FinetuneConfig | None = None  # a fine-tune's source run; None: trained from init
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d["model"]["shape"] = self.model.shape.to_dict()
+        return d
 
     @staticmethod
     def from_dict(d: dict) -> "RunConfig":
+        """Read a config.json back. Run directories written before issue 24 kept the watch
+        settings without ``tensorboard`` and a loose top-level ``tensorboard`` beside them:
+        they read into the same RunConfig (a run that wrote TensorBoard files without
+        recording knobs has no such RunConfig; it reads as one that records nothing)."""
+        watch = d.get("watch")
+        if watch is not None:
+            watch = WatchConfig(**{"tensorboard": bool(d.get("tensorboard", False)), **watch})
+        ft = d.get("finetune")
         return RunConfig(
             language=LanguageConfig.from_dict(d["language"]),
-            model=ModelConfig(**d["model"]),
+            model=ModelConfig.from_dict(d["model"]),
             optim=OptimConfig(**d["optim"]),
             train=TrainConfig(**d["train"]),
             dtype=d.get("dtype", "float32"),
+            watch=watch,
+            devices=d.get("devices"),
+            finetune=None if ft is None else FinetuneConfig.from_dict(ft),
         )

@@ -223,7 +223,7 @@ def _dry_run(cfg, plan_kw: dict, count, lang, memory: int, as_json: bool) -> Non
             "arch": cfg.model.arch, "budget": cfg.model.budget,
             "n_params_total": count.total, "n_params_nonembedding": count.nonembedding,
             "n_params_embedding": count.embedding, "by_component": count.by_component,
-            "shape": cfg.model.shape, "memory_bytes": memory, "memory_available_bytes": available,
+            "shape": cfg.model.shape.to_dict(), "memory_bytes": memory, "memory_available_bytes": available,
             "tokens": cfg.train.tokens, "steps": cfg.train.steps, "lr": cfg.optim.lr, "dtype": cfg.dtype,
             "refused": refusal,
         }))

@@ -41,13 +41,11 @@ _BINS_PER_DECADE = 4
 
 
 @functools.lru_cache(maxsize=8)
-def _scorer(arch: str, shape_json: str, dtype: str, batch: int, seq: int, n_words: int):
+def _scorer(arch: str, shape, dtype: str, batch: int, seq: int, n_words: int):
     """jit: (params, tables, key) -> (per-char loss (B, T), word index of each target char
-    (B, T), word ids (B, W)). One program per model shape and window."""
-    import json
-
+    (B, T), word ids (B, W)). One program per model shape (frozen: hashable) and window."""
     fam = sizing.family(arch)
-    apply = functools.partial(fam.apply, shape=json.loads(shape_json))
+    apply = functools.partial(fam.apply, shape=shape)
     compute = DTYPES[canonical_dtype(dtype)]
 
     def score(params, tables, key):
@@ -64,12 +62,9 @@ def _scorer(arch: str, shape_json: str, dtype: str, batch: int, seq: int, n_word
 def occurrences(cfg: RunConfig, params: dict, lang: Language, chars: int = KNOWLEDGE_CHARS):
     """(prev ids, word ids, model nats per occurrence) of the whole words with a previous word
     in `chars` characters of the language's knowledge stream."""
-    import json
-
     seq = cfg.train.seq
     n_words = words_needed(lang, seq)
-    score = _scorer(cfg.model.arch, json.dumps(cfg.model.shape, sort_keys=True), cfg.dtype,
-                    _BATCH, seq, n_words)
+    score = _scorer(cfg.model.arch, cfg.model.shape, cfg.dtype, _BATCH, seq, n_words)
     tables = device_tables(lang)
     root = jax.random.fold_in(jax.random.key(cfg.language.seed), 0x4B4E0)  # not train, not eval
     n_batches = max(1, chars // (_BATCH * seq))

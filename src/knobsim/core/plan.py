@@ -11,6 +11,7 @@ from knobsim.config import (
     OptimConfig,
     RunConfig,
     TrainConfig,
+    WatchConfig,
     format_count,
 )
 from knobsim.core.optim import default_lr
@@ -49,16 +50,29 @@ def pick_chunk(steps: int, target: int) -> int:
     return target
 
 
-def _shape(arch: str, params: int, seq: int, shape: dict | None) -> dict:
-    """The model's shape: sized from the budget, or the given one, checked by counting it."""
+def _shape(arch: str, params: int, seq: int, shape):
+    """The model's shape: sized from the budget, or the given one (the family's Shape, or a
+    dict of its dims), checked by counting it."""
     if shape is None:
         return sizing.shape_for_budget(arch, params, VOCAB, seq)
-    shape = dict(shape)
+    shape = sizing.as_shape(arch, shape)
     try:
         sizing.count_params(arch, shape)
-    except (KeyError, TypeError, ValueError) as e:
-        raise KnobsimError(f"shape {shape} is not a {arch} shape ({e!r})") from None
+    except (TypeError, ValueError, ZeroDivisionError) as e:
+        raise KnobsimError(f"shape {shape.to_dict()} is not a {arch} shape ({e!r})") from None
     return shape
+
+
+def _check_memory(arch: str, shape, n_params: int, batch: int, seq: int) -> None:
+    """Refuse a run that would not fit in this machine's available memory (80% of it)."""
+    need = sizing.memory_bytes(arch, shape, n_params, batch, seq)
+    have = _available_memory()
+    if need > 0.8 * have:
+        raise KnobsimError(
+            f"training {format_count(n_params)} knobs at batch {batch} x seq {seq} needs "
+            f"about {need / 2**30:.1f} GiB but this machine has {have / 2**30:.1f} GiB "
+            "available; use a smaller --params or --batch"
+        )
 
 
 def plan_run(
@@ -80,15 +94,21 @@ def plan_run(
     language: LanguageConfig = LanguageConfig(),
     check_memory: bool = True,
     dtype: str = "float32",
-    shape: dict | None = None,
+    shape=None,
+    watch: WatchConfig | None = None,
+    devices: int | None = None,
 ) -> RunConfig:
     """Resolve and validate everything a run needs, allocating nothing. The model's shape is
-    sized from the ``params`` budget, or given as ``shape`` (the family's dims, e.g. a
-    pre-trained run's ``cfg.model.shape``; ``params`` then only names the budget)."""
+    sized from the ``params`` budget, or given as ``shape`` (the family's Shape or a dict of
+    its dims, e.g. a pre-trained run's ``cfg.model.shape``; ``params`` then only names the
+    budget). ``watch``: what the run records (None: no knobs); ``devices``: how many devices
+    the batch is split over (None: every device JAX sees)."""
     sizing.family(arch)  # an unknown --arch fails here, before anything else
     dtype = canonical_dtype(dtype)
     if batch < 1 or seq < 2:
         raise KnobsimError(f"--batch must be >= 1 and --seq >= 2, got batch={batch}, seq={seq}")
+    if devices is not None and (isinstance(devices, bool) or not isinstance(devices, int) or devices < 1):
+        raise KnobsimError(f"--devices must be a positive whole number, got {devices!r}")
     if tokens is not None and steps is not None:
         raise KnobsimError("give --tokens or --steps, not both")
     shape = _shape(arch, params, seq, shape)
@@ -112,14 +132,7 @@ def plan_run(
     if not (math.isfinite(lr) and lr > 0):
         raise KnobsimError(f"--lr must be a positive number, got {lr}")
     if check_memory:
-        need = sizing.memory_bytes(arch, shape, count.total, batch, seq)
-        have = _available_memory()
-        if need > 0.8 * have:
-            raise KnobsimError(
-                f"training {format_count(count.total)} knobs at batch {batch} x seq {seq} needs "
-                f"about {need / 2**30:.1f} GiB but this machine has {have / 2**30:.1f} GiB "
-                "available; use a smaller --params or --batch"
-            )
+        _check_memory(arch, shape, count.total, batch, seq)
     k = chunk or pick_chunk(steps, max(1, steps // TARGET_CHUNKS))
     ev = eval_every or max(k, steps // 10)
     ev = max(k, (ev // k) * k)  # evaluations fall on chunk boundaries
@@ -139,6 +152,8 @@ def plan_run(
         train=TrainConfig(seed=seed, batch=batch, seq=seq, steps=steps, chunk=k, eval_every=ev,
                           pool_tokens=pool_tokens, ckpt_every=ck, keep=keep),
         dtype=dtype,
+        watch=watch,
+        devices=devices,
     )
 
 

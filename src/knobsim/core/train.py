@@ -315,7 +315,7 @@ def _summaries(s: Session, runs, prog: _Progress, first_eval, timing: dict, refe
         final = float(prog.last_eval[i])
         summary = {
             "arch": cfg.model.arch,
-            "shape": cfg.model.shape,
+            "shape": cfg.model.shape.to_dict(),
             "n_params_total": cfg.model.n_params_total,
             "n_params_nonembedding": cfg.model.n_params_nonembedding,
             "seed": sd,

@@ -14,9 +14,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from knobsim.config import LinearShape as Shape  # the family's shape: vocab, context, rank
 
-def init(key: jax.Array, shape: dict) -> dict:
-    v, n, r = shape["vocab"], shape["context"], shape["rank"]
+
+def init(key: jax.Array, shape: Shape) -> dict:
+    v, n, r = shape.vocab, shape.context, shape.rank
     if r == 0:
         return {"embed": {"w_NVV": jnp.zeros((n, v, v))}, "out": {"b_V": jnp.zeros((v,))}}
     k_in, k_out = jax.random.split(key)
@@ -36,11 +38,11 @@ def _shifted(tokens_BT: jax.Array, n: int) -> jax.Array:
     return jnp.stack([padded[:, n - 1 - i : n - 1 - i + t] for i in range(n)])
 
 
-def apply(params: dict, tokens_BT: jax.Array, shape: dict) -> jax.Array:
-    n = shape["context"]
+def apply(params: dict, tokens_BT: jax.Array, shape: Shape) -> jax.Array:
+    n = shape.context
     prev_NBT = _shifted(tokens_BT, n)
     idx = jnp.arange(n)[:, None, None]
-    if shape["rank"] == 0:
+    if shape.rank == 0:
         logits = params["embed"]["w_NVV"][idx, prev_NBT].sum(0)
     else:
         h_BTR = params["embed"]["w_in_NVR"][idx, prev_NBT].sum(0)
@@ -48,8 +50,8 @@ def apply(params: dict, tokens_BT: jax.Array, shape: dict) -> jax.Array:
     return logits + params["out"]["b_V"]
 
 
-def count(shape: dict) -> int:
-    v, n, r = shape["vocab"], shape["context"], shape["rank"]
+def count(shape: Shape) -> int:
+    v, n, r = shape.vocab, shape.context, shape.rank
     return (n * v * v if r == 0 else n * v * r + r * v) + v
 
 
@@ -62,15 +64,15 @@ def default_lr(n_params: int) -> float:
     return 3e-2
 
 
-def lr_multiplier(path: str, shape: dict) -> float:
+def lr_multiplier(path: str, shape: Shape) -> float:
     return 1.0
 
 
-def attention_flops(shape: dict, seq: int) -> float:
+def attention_flops(shape: Shape, seq: int) -> float:
     return 0.0
 
 
-def size(budget: int, vocab: int, seq: int) -> dict:
+def size(budget: int, vocab: int, seq: int) -> Shape:
     """Nearest achievable shape: rank 1..V/2 factored or full rank, context 1..8.
 
     Ties go to the shorter context (the explainer's linear model looks one step back).
@@ -78,7 +80,7 @@ def size(budget: int, vocab: int, seq: int) -> dict:
     best = None
     for n in range(1, min(8, seq) + 1):
         for r in list(range(1, vocab // 2 + 1)) + [0]:
-            shape = {"vocab": vocab, "context": n, "rank": r}
+            shape = Shape(vocab=vocab, context=n, rank=r)
             err = abs(count(shape) - budget)
             if best is None or err < best[0]:
                 best = (err, shape)
@@ -93,11 +95,11 @@ def is_embedding(path: str) -> bool:
     return path.startswith("embed")
 
 
-def activation_floats(shape: dict, batch: int, seq: int) -> int:
-    r = shape["rank"] or shape["vocab"]
-    return batch * seq * (shape["context"] * r + 3 * shape["vocab"])
+def activation_floats(shape: Shape, batch: int, seq: int) -> int:
+    r = shape.rank or shape.vocab
+    return batch * seq * (shape.context * r + 3 * shape.vocab)
 
 
-def describe(shape: dict) -> str:
-    rank = "full rank" if shape["rank"] == 0 else f"rank {shape['rank']}"
-    return f"softmax regression on the last {shape['context']} char(s), {rank}"
+def describe(shape: Shape) -> str:
+    rank = "full rank" if shape.rank == 0 else f"rank {shape.rank}"
+    return f"softmax regression on the last {shape.context} char(s), {rank}"

@@ -13,11 +13,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from knobsim.config import MLPShape as Shape  # the family's shape: vocab, context, d_embed, d_hidden
 from knobsim.models.linear import _shifted
 
 
-def init(key: jax.Array, shape: dict) -> dict:
-    v, n, e, h = shape["vocab"], shape["context"], shape["d_embed"], shape["d_hidden"]
+def init(key: jax.Array, shape: Shape) -> dict:
+    v, n, e, h = shape.vocab, shape.context, shape.d_embed, shape.d_hidden
     k_emb, k_h, k_o = jax.random.split(key, 3)
     return {
         "embed": {"w_VE": jax.random.normal(k_emb, (v, e))},
@@ -29,8 +30,8 @@ def init(key: jax.Array, shape: dict) -> dict:
     }
 
 
-def apply(params: dict, tokens_BT: jax.Array, shape: dict) -> jax.Array:
-    prev_NBT = _shifted(tokens_BT, shape["context"])
+def apply(params: dict, tokens_BT: jax.Array, shape: Shape) -> jax.Array:
+    prev_NBT = _shifted(tokens_BT, shape.context)
     x_NBTE = params["embed"]["w_VE"][prev_NBT]
     n, b, t, e = x_NBTE.shape
     x_BTX = jnp.transpose(x_NBTE, (1, 2, 0, 3)).reshape(b, t, n * e)
@@ -38,33 +39,33 @@ def apply(params: dict, tokens_BT: jax.Array, shape: dict) -> jax.Array:
     return h_BTH @ params["out"]["w_HV"] + params["out"]["b_V"]
 
 
-def count(shape: dict) -> int:
-    v, n, e, h = shape["vocab"], shape["context"], shape["d_embed"], shape["d_hidden"]
+def count(shape: Shape) -> int:
+    v, n, e, h = shape.vocab, shape.context, shape.d_embed, shape.d_hidden
     return v * e + n * e * h + h + h * v + v
 
 
 def min_params(vocab: int) -> int:
-    return count({"vocab": vocab, "context": 1, "d_embed": 1, "d_hidden": 1})
+    return count(Shape(vocab=vocab, context=1, d_embed=1, d_hidden=1))
 
 
 def default_lr(n_params: int) -> float:
     return 3e-3
 
 
-def lr_multiplier(path: str, shape: dict) -> float:
+def lr_multiplier(path: str, shape: Shape) -> float:
     return 1.0
 
 
-def attention_flops(shape: dict, seq: int) -> float:
+def attention_flops(shape: Shape, seq: int) -> float:
     return 0.0
 
 
-def _nearest_hidden(budget: int, vocab: int, n: int, e: int) -> dict:
+def _nearest_hidden(budget: int, vocab: int, n: int, e: int) -> Shape:
     h = max(1, round((budget - vocab * e - vocab) / (n * e + 1 + vocab)))
-    return {"vocab": vocab, "context": n, "d_embed": e, "d_hidden": h}
+    return Shape(vocab=vocab, context=n, d_embed=e, d_hidden=h)
 
 
-def size(budget: int, vocab: int, seq: int) -> dict:
+def size(budget: int, vocab: int, seq: int) -> Shape:
     """Sizing rule: context 8 chars (capped by seq); embedding width 8 below 2e4 knobs,
     16 below 1e6, 32 above; the hidden width is then the nearest that meets the budget.
     If that misses the budget by more than 2% (tiny budgets), the nearest count over
@@ -86,12 +87,12 @@ def is_embedding(path: str) -> bool:
     return path.startswith("embed")
 
 
-def activation_floats(shape: dict, batch: int, seq: int) -> int:
-    return batch * seq * (shape["context"] * shape["d_embed"] + 3 * shape["d_hidden"] + 3 * shape["vocab"])
+def activation_floats(shape: Shape, batch: int, seq: int) -> int:
+    return batch * seq * (shape.context * shape.d_embed + 3 * shape.d_hidden + 3 * shape.vocab)
 
 
-def describe(shape: dict) -> str:
+def describe(shape: Shape) -> str:
     return (
-        f"Bengio MLP: {shape['context']} chars x {shape['d_embed']}-d embeddings -> "
-        f"{shape['d_hidden']} tanh units -> softmax"
+        f"Bengio MLP: {shape.context} chars x {shape.d_embed}-d embeddings -> "
+        f"{shape.d_hidden} tanh units -> softmax"
     )

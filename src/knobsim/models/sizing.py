@@ -31,10 +31,17 @@ def family(arch: str):
         ) from None
 
 
-def param_shapes(arch: str, shape: dict) -> dict[str, tuple[int, ...]]:
+def as_shape(arch: str, shape):
+    """``arch``'s typed shape from a shape or a dict of its dims (config.json's, or one
+    written by hand), or one KnobsimError line naming what is wrong with it."""
+    return family(arch).Shape.from_dict(shape)
+
+
+def param_shapes(arch: str, shape) -> dict[str, tuple[int, ...]]:
     """Leaf path -> shape, from jax.eval_shape(init): no memory is allocated."""
     fam = family(arch)
-    abstract = jax.eval_shape(functools.partial(fam.init, shape=shape), jax.random.key(0))
+    init = functools.partial(fam.init, shape=as_shape(arch, shape))
+    abstract = jax.eval_shape(init, jax.random.key(0))
     leaves = jax.tree_util.tree_flatten_with_path(abstract)[0]
     return {leaf_path(p): tuple(x.shape) for p, x in leaves}
 
@@ -48,7 +55,7 @@ class Count:
     by_leaf: dict  # leaf path -> knobs
 
 
-def count_params(arch: str, shape: dict) -> Count:
+def count_params(arch: str, shape) -> Count:
     fam = family(arch)
     by_leaf = {p: int(np.prod(s)) for p, s in param_shapes(arch, shape).items()}
     comp: dict[str, int] = {}
@@ -64,7 +71,7 @@ def min_params(arch: str, vocab: int) -> int:
     return family(arch).min_params(vocab)
 
 
-def shape_for_budget(arch: str, budget: int, vocab: int, seq: int) -> dict:
+def shape_for_budget(arch: str, budget: int, vocab: int, seq: int):
     fam = family(arch)
     lo = min_params(arch, vocab)
     if budget < lo:
@@ -73,10 +80,10 @@ def shape_for_budget(arch: str, budget: int, vocab: int, seq: int) -> dict:
     return fam.size(budget, vocab, seq)
 
 
-def memory_bytes(arch: str, shape: dict, n_params: int, batch: int, seq: int) -> int:
+def memory_bytes(arch: str, shape, n_params: int, batch: int, seq: int) -> int:
     """Estimated peak memory of training: params, grads, two Adam moments and the initial
     weights (for drift), plus activations kept for the backward pass, plus 25% for XLA's
     temporaries. An estimate to refuse hopeless runs before allocating, not a promise."""
     state = 5 * n_params * BYTES_F32
-    acts = family(arch).activation_floats(shape, batch, seq) * BYTES_F32
+    acts = family(arch).activation_floats(as_shape(arch, shape), batch, seq) * BYTES_F32
     return int(1.25 * (state + acts))

@@ -17,18 +17,19 @@ import math
 import jax
 import jax.numpy as jnp
 
+from knobsim.config import TransformerShape as Shape  # the family's shape (d_model, n_layer, ...)
 from knobsim.models.counting import DecoderSpec, count_decoder
 
 
-def spec(shape: dict) -> DecoderSpec:
+def spec(shape: Shape) -> DecoderSpec:
     """knobsim's transformer as a DecoderSpec: the one counting path."""
     return DecoderSpec(
-        vocab=shape["vocab"],
-        d_model=shape["d_model"],
-        n_layer=shape["n_layer"],
-        n_head=shape["n_head"],
-        d_ff=shape["d_ff"],
-        context=shape.get("seq", 128),
+        vocab=shape.vocab,
+        d_model=shape.d_model,
+        n_layer=shape.n_layer,
+        n_head=shape.n_head,
+        d_ff=shape.d_ff,
+        context=shape.seq,
         learned_pos=False,
         tied_embeddings=True,
     )
@@ -39,8 +40,8 @@ def _dense(key, d_in, d_out, scale=1.0):
     return jax.random.normal(key, (d_in, d_out)) * (scale / math.sqrt(d_in))
 
 
-def init(key: jax.Array, shape: dict) -> dict:
-    v, d, f, n_layer = shape["vocab"], shape["d_model"], shape["d_ff"], shape["n_layer"]
+def init(key: jax.Array, shape: Shape) -> dict:
+    v, d, f, n_layer = shape.vocab, shape.d_model, shape.d_ff, shape.n_layer
     keys = jax.random.split(key, n_layer + 1)
     # Residual projections shrink by 1/sqrt(2L) so the residual stream's variance does not
     # grow with depth (GPT-2 section 2.3).
@@ -108,15 +109,15 @@ def _mlp(x_BTD, p):
     return h_BTF @ p["w_out_FD"] + p["b_out_D"]
 
 
-def apply(params: dict, tokens_BT: jax.Array, shape: dict) -> jax.Array:
+def apply(params: dict, tokens_BT: jax.Array, shape: Shape) -> jax.Array:
     """(B, T) int tokens -> (B, T, V) logits."""
     emb_VD = params["embed"]["tok_VD"]
     d = emb_VD.shape[1]
     # Unit-variance token codes plus unit-amplitude position codes.
     x = emb_VD[tokens_BT] + sinusoids(tokens_BT.shape[1], d).astype(emb_VD.dtype)
-    for layer in range(shape["n_layer"]):
+    for layer in range(shape.n_layer):
         blk = params["blocks"][str(layer)]
-        x = x + _attention(_layernorm(x, blk["ln1"]), blk["attn"], shape["n_head"])
+        x = x + _attention(_layernorm(x, blk["ln1"]), blk["attn"], shape.n_head)
         x = x + _mlp(_layernorm(x, blk["ln2"]), blk["mlp"])
     x = _layernorm(x, params["ln_f"])
     # The tied readout is scaled by 1/D (the muP output multiplier): without it a token's
@@ -125,12 +126,12 @@ def apply(params: dict, tokens_BT: jax.Array, shape: dict) -> jax.Array:
     return (x @ emb_VD.T) / d
 
 
-def count(shape: dict) -> int:
+def count(shape: Shape) -> int:
     return count_decoder(spec(shape))["total"]
 
 
 def min_params(vocab: int) -> int:
-    return count({"vocab": vocab, "d_model": 2, "n_layer": 1, "n_head": 1, "d_ff": 4, "seq": 1})
+    return count(Shape(vocab=vocab, d_model=2, n_layer=1, n_head=1, d_ff=4, seq=1))
 
 
 def default_lr(n_params: int) -> float:
@@ -146,28 +147,28 @@ def default_lr(n_params: int) -> float:
     return float(min(max(lr, 1e-3), 5e-2))
 
 
-def attention_flops(shape: dict, seq: int) -> float:
+def attention_flops(shape: Shape, seq: int) -> float:
     """Training FLOPs per token of attention's scores and mixing: 12 L T D (Kaplan et al.
     2020, Table 1, forward and backward, causal counted in full)."""
-    return 12.0 * shape["n_layer"] * seq * shape["d_model"]
+    return 12.0 * shape.n_layer * seq * shape.d_model
 
 
 # muP (Yang et al. 2022, "Tensor Programs V", Table 8, the formulation with multipliers):
 # input weights (the embedding, init variance 1) and all biases and gains keep a
 # width-independent Adam lr; the output layer keeps its lr with a 1/fan_in multiplier (our
 # tied readout already divides by D); hidden matrices, initialised with variance 1/fan_in,
-# take Adam lr proportional to 1/fan_in. With shape["mup_base_d"] = B the hidden matrices'
+# take Adam lr proportional to 1/fan_in. With shape.mup_base_d = B the hidden matrices'
 # lr is multiplied by B / d_model (fan_in is D or d_ff = c D, so the ratio is the same),
 # and at d_model = B the model is exactly the standard one. Heads keep their size as the
 # width grows (more heads), so the 1/sqrt(head dim) attention scale stays muP-correct.
 HIDDEN_MATRICES = ("w_qkv_D3D", "w_o_DD", "w_in_DF", "w_out_FD")
 
 
-def lr_multiplier(path: str, shape: dict) -> float:
+def lr_multiplier(path: str, shape: Shape) -> float:
     """Per-tensor Adam lr multiplier: 1 in the standard parametrization."""
-    base = shape.get("mup_base_d")
+    base = shape.mup_base_d
     if base and path.rsplit(".", 1)[-1] in HIDDEN_MATRICES:
-        return float(base) / shape["d_model"]
+        return float(base) / shape.d_model
     return 1.0
 
 
@@ -204,7 +205,7 @@ def _fit_ff(budget: int, vocab: int, d: int, n_layer: int) -> int:
     return int(min(max(f, 2 * d), 6 * d))
 
 
-def size(budget: int, vocab: int, seq: int) -> dict:
+def size(budget: int, vocab: int, seq: int) -> Shape:
     """Budget -> shape. Sizing rule (documented in the README):
 
     1. the aspect ratio a(N) = D / L sets n_layer: L = round(D / a) with D = (a N / 12)^(1/3);
@@ -229,23 +230,23 @@ def size(budget: int, vocab: int, seq: int) -> dict:
             n_head = max(1, round(d / hd))
             while d % n_head:
                 n_head -= 1
-            shape = {"vocab": vocab, "d_model": d, "n_layer": n_layer, "n_head": n_head,
-                     "d_ff": _fit_ff(budget, vocab, d, n_layer), "seq": seq}
+            shape = Shape(vocab=vocab, d_model=d, n_layer=n_layer, n_head=n_head,
+                          d_ff=_fit_ff(budget, vocab, d, n_layer), seq=seq)
             err = abs(count(shape) - budget) / budget
             cands.append((err > 0.01, n_layer != l0, abs(math.log(d / d_real)), err, shape))
     cands.sort(key=lambda c: c[:4])
     return cands[0][4]
 
 
-def activation_floats(shape: dict, batch: int, seq: int) -> int:
+def activation_floats(shape: Shape, batch: int, seq: int) -> int:
     """Floats kept for the backward pass, per step (a rough upper estimate)."""
-    d, f, h, n = shape["d_model"], shape["d_ff"], shape["n_head"], shape["n_layer"]
+    d, f, h, n = shape.d_model, shape.d_ff, shape.n_head, shape.n_layer
     per_layer = batch * seq * (10 * d + 2 * f + 3 * h * seq)
-    return n * per_layer + 3 * batch * seq * (d + shape["vocab"])
+    return n * per_layer + 3 * batch * seq * (d + shape.vocab)
 
 
-def describe(shape: dict) -> str:
+def describe(shape: Shape) -> str:
     return (
-        f"GPT decoder: {shape['n_layer']} layers x d_model {shape['d_model']}, "
-        f"{shape['n_head']} heads, d_ff {shape['d_ff']}"
+        f"GPT decoder: {shape.n_layer} layers x d_model {shape.d_model}, "
+        f"{shape.n_head} heads, d_ff {shape.d_ff}"
     )

@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from knobsim.config import WatchConfig  # noqa: F401  (what a watched run records: RunConfig.watch)
+
 # Per-tensor and global statistics, in the order they are stored. Units: norms are
 # Frobenius (L2 over all entries) in weight units; ratios are dimensionless.
 STATS = (
@@ -42,17 +44,6 @@ STATS = (
 # makemore" part 3); much larger means the lr is too high for that tensor, much smaller
 # means the tensor is barely learning.
 UPDATE_RATIO_RULE = 1e-3
-
-
-@dataclasses.dataclass(frozen=True)
-class WatchConfig:
-    """What a watched run records (written under "watch" in config.json)."""
-
-    every: int = 1  # record knob statistics every this many steps
-    knobs_per_tensor: int = 8  # sampled dials per tensor, recorded at every recorded step
-    sample_seed: int = 0  # seed of the dial sample (independent of the training seed)
-    snapshots: bool = True  # lossless weights at steps 0, 1, 2, 4, ... and the final step
-    tensorboard: bool = False  # also write TensorBoard event files
 
 
 def names(tree) -> list[str]:
