@@ -13,12 +13,15 @@ import sys
 import pytest
 
 from knobsim.scaling import sweep as S
+from knobsim.core import runtime
 from knobsim.core import train as T
 from knobsim.core.plan import plan_run
 from knobsim.errors import KnobsimError
 
 TINY = dict(arch="linear", tokens=64, batch=2, seq=8)
-SETTINGS = S.Settings(arch="linear", batch=2, seq=8, check_memory=False)
+# threads="all": every run in this process, on all cores (the bookkeeping tested here is the
+# same for runs in worker processes; tests/test_sweep_workers.py tests those)
+SETTINGS = S.Settings(arch="linear", batch=2, seq=8, check_memory=False, threads="all")
 
 
 def _points(budgets=(100, 200), seeds=2):
@@ -92,7 +95,8 @@ def test_break_even_interpolates_the_measurement():
 @pytest.fixture(scope="module")
 def done(tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep")
-    settings = S.Settings(arch="linear", batch=2, seq=8, vmap="always", check_memory=False)
+    settings = S.Settings(arch="linear", batch=2, seq=8, vmap="always", check_memory=False,
+                          threads="all")
     res = S.run_sweep(_points(), settings, out)
     return out, settings, res
 
@@ -115,6 +119,7 @@ def test_table_schema_and_values(done):
         assert d == 64 and float(r["compute"]) == pytest.approx(6 * n * d)
         assert float(r["final_eval_loss"]) > float(r["entropy_floor"]) > 0
         assert r["lr_source"] == "rule" and r["n_seeds_together"] == "2"
+        assert r["threads"] == str(runtime.cores())  # all cores: recorded in point.json
         assert os.path.isfile(os.path.join(r["run_dir"], "summary.json"))
     assert sorted((int(r["budget"]), int(r["seed"])) for r in rows) == [(100, 0), (100, 1), (200, 0), (200, 1)]
     parsed = S.read_rows(out / "results.csv")
@@ -158,7 +163,8 @@ def test_rerun_skips_finished_points(done, monkeypatch):
 
 def test_killed_sweep_keeps_finished_rows_and_resumes(tmp_path, monkeypatch):
     pts = _points(budgets=(100, 150, 200), seeds=1)
-    settings = S.Settings(arch="linear", batch=2, seq=8, vmap="never", check_memory=False)
+    settings = S.Settings(arch="linear", batch=2, seq=8, vmap="never", check_memory=False,
+                          threads="all")
     real_train, calls = T.train, []
 
     def killed_on_second(cfg, run=None, on_chunk=None, lang=None, resume=False):
@@ -233,7 +239,7 @@ def test_a_folder_with_runs_on_another_language_keeps_them_out_of_the_table(done
 def test_tune_lr_keeps_the_best_of_the_grid(tmp_path):
     pts = _points(budgets=(100,), seeds=1)
     settings = S.Settings(arch="linear", batch=2, seq=8, tune_lr=True, lr_grid=(0.1, 3.0),
-                          check_memory=False)
+                          check_memory=False, threads="all")
     res = S.run_sweep(pts, settings, tmp_path)
     assert res.trained == 3  # two tuning runs and the run itself
     with open(tmp_path / "lr_tune.csv", newline="") as f:
@@ -249,7 +255,7 @@ def test_tune_lr_keeps_the_best_of_the_grid(tmp_path):
 def test_shards_refuse_to_tune_and_tune_only_prepares_them(tmp_path):
     pts = _points(budgets=(100,), seeds=2)
     settings = S.Settings(arch="linear", batch=2, seq=8, tune_lr=True, lr_grid=(0.5, 2.0),
-                          check_memory=False)
+                          check_memory=False, threads="all")
     with pytest.raises(KnobsimError, match="--tune-only"):
         S.run_sweep(pts, settings, tmp_path, shard=(0, 2))
     assert not (tmp_path / "runs").exists()
@@ -278,6 +284,10 @@ def knobsim(*args, cwd=None):
     (["--params", "1e3", "--arch", "rnn"], "--arch"),
     (["--params", "10"], "below the smallest transformer"),
     (["--params", "1e3", "--lr", "1e-3", "--tune-lr"], "not both"),
+    (["--params", "1e3", "--jobs", "0"], "--jobs '0'"),
+    (["--params", "1e3", "--jobs", "abc"], "--jobs 'abc'"),
+    (["--params", "1e3", "--jobs", "-2"], "at least 1"),
+    (["--params", "1e3", "--threads", "two"], "--threads"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, needle, cli):
     # In-process through knobsim.cli.main (conftest's `cli`): an escaped exception would
@@ -287,6 +297,14 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, needle, cli):
     assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "s").exists()  # nothing half-written
+
+
+def test_cli_cores_bench_that_is_not_one_is_one_line_exit_2(tmp_path, cli):
+    bad = tmp_path / "bench.json"
+    bad.write_text('{"break_even": []}')
+    r = cli("sweep", "--params", "1e3", "--cores-bench", str(bad), "--out", str(tmp_path / "s"))
+    assert r.returncode == 2 and "bench_sweep_cores.py" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "s").exists()
 
 
 def test_cli_bad_input_in_a_real_process_is_one_line_exit_2(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
@@ -19,6 +20,38 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
     if not vals:
         raise KnobsimError(f"{what} is empty; e.g. 0.5,1,2")
     return vals
+
+
+@contextlib.contextmanager
+def _stop_handlers():
+    """knobsim train's SIGINT/SIGTERM handlers (stop after the chunk, with a checkpoint;
+    a second signal at once) while the sweep runs; the caller's own ones after it."""
+    import signal
+
+    from knobsim.cli.train import install_stop_handlers
+
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    install_stop_handlers()
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _jobs(text: str) -> int | None:
+    """'auto' -> None (the cores); '3' -> 3."""
+    text = str(text).strip()
+    if text == "auto":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise KnobsimError(f"--jobs {text!r}: give a number of processes of at least 1, or auto "
+                           "(one per core for the points that train on one thread)")
+    return n
 
 
 def _seeds(text: str) -> list[int]:
@@ -77,14 +110,25 @@ def _seeds(text: str) -> list[int]:
                    "break-even (benchmarks/bench_seeds.py) says it is faster.")
 @click.option("--vmap-bench", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A bench_seeds.py JSON measured on this machine, for --vmap auto.")
+@click.option("--jobs", "jobs", default="auto", show_default=True, metavar="N|auto",
+              help="Processes at once for the points that train on one thread; auto = one per "
+                   "core. Never changes a run's bits (the threads rule does not depend on it).")
+@click.option("--threads", type=click.Choice(["auto", "all", "one"]), default="auto",
+              show_default=True,
+              help="XLA threads per point: auto = one thread up to the measured break-even size "
+                   "(benchmarks/bench_sweep_cores.py), all cores above it; all = every point on "
+                   "all cores, one at a time (the bits of sweeps before issue 23); one = every "
+                   "point on one thread. Threads change a run's bits.")
+@click.option("--cores-bench", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A bench_sweep_cores.py JSON measured on this machine, for --threads auto.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Sweep directory (default: sweeps/<arch>-<params>). Reruns resume it.")
 @click.option("--dry-run", is_flag=True, help="List the runs and what is finished; train nothing.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @language_options
 def sweep(sizes, seeds, arch, tokens, tokens_per_param, pool_tokens, batch, seq, lr, tune_lr,
-          lr_grid, tune_fraction, tune_only, shard, ray_address, ray_device, vmap, vmap_bench, out,
-          dry_run, quiet, **lang_kw):
+          lr_grid, tune_fraction, tune_only, shard, ray_address, ray_device, vmap, vmap_bench, jobs,
+          threads, cores_bench, out, dry_run, quiet, **lang_kw):
     """Train every size x seed, skipping finished runs; write DIR/results.csv.
 
     \b
@@ -94,6 +138,7 @@ def sweep(sizes, seeds, arch, tokens, tokens_per_param, pool_tokens, batch, seq,
       knobsim sweep --params 1e3:1e5:5 --tokens 4M --pool-tokens 1M --out sweeps/finite
       knobsim sweep --params 1e3:1e6:8 --shard $SLURM_ARRAY_TASK_ID/8   # then once more, plain
       knobsim sweep --params 1e3:1e6:8 --ray HEAD:6379   # every run a task on a Ray cluster
+      knobsim sweep --params 1e3:1e5:5 --jobs 1          # one process at a time, same bits
 
     A run is finished when its directory has summary.json: rerun the same command to
     resume after a kill. With --shard, each process trains every N-th run; a plain rerun
@@ -105,6 +150,7 @@ def sweep(sizes, seeds, arch, tokens, tokens_per_param, pool_tokens, batch, seq,
 
     budgets = S.parse_sizes(sizes)
     shard_t = S.parse_shard(shard)
+    n_jobs = _jobs(jobs)
     if ray_address is not None:
         if shard is not None:
             raise KnobsimError("give --ray or --shard, not both: the Ray cluster schedules "
@@ -124,8 +170,11 @@ def sweep(sizes, seeds, arch, tokens, tokens_per_param, pool_tokens, batch, seq,
                             lr=lr, batch=batch, seq=seq)
     settings = S.Settings(arch=arch, batch=batch, seq=seq, language=language, tune_lr=tune_lr,
                           lr_grid=_floats(lr_grid, "--lr-grid"), tune_fraction=tune_fraction,
-                          vmap=vmap, vmap_bench=vmap_bench, check_memory=not dry_run)
+                          vmap=vmap, vmap_bench=vmap_bench, check_memory=not dry_run,
+                          jobs=n_jobs, threads=threads, cores_bench=cores_bench)
     S.plan_all(points, settings)
+    if cores_bench:
+        S.load_cores_bench(cores_bench)  # a bad file fails here, before anything is written
     if out is None:
         name = f"{arch}-{sizes}".replace(":", "_").replace(",", "_").replace(".", "p")
         out = Path("sweeps") / name
@@ -136,13 +185,15 @@ def sweep(sizes, seeds, arch, tokens, tokens_per_param, pool_tokens, batch, seq,
         _print_plan(console, S, points, settings, out, shard_t)
         return
     rep = S.Reporter() if quiet else S.RichReporter(console)
-    if ray_address is not None:
-        from knobsim.scaling.ray_sweep import run_sweep_ray
+    with _stop_handlers():  # Ctrl-C / SIGTERM: runs in training checkpoint, then stop
+        if ray_address is not None:
+            from knobsim.scaling.ray_sweep import run_sweep_ray
 
-        res = run_sweep_ray(points, settings, out, address=ray_address, device=ray_device,
-                            reporter=rep, tune_only=tune_only)
-    else:
-        res = S.run_sweep(points, settings, out, shard=shard_t, reporter=rep, tune_only=tune_only)
+            res = run_sweep_ray(points, settings, out, address=ray_address, device=ray_device,
+                                reporter=rep, tune_only=tune_only)
+        else:
+            res = S.run_sweep(points, settings, out, shard=shard_t, reporter=rep,
+                              tune_only=tune_only)
     what = "lr grid" if tune_only else "runs"
     console.print(f"{what}: trained {res.trained}, already finished {res.skipped}; "
                   f"table {res.table} ({len(res.rows)} rows)")
@@ -195,12 +246,17 @@ def fit_line(rows: list[dict], table) -> tuple[str | None, str | None]:
 def _print_plan(console, S, points, settings, out, shard):
     from knobsim.config import format_count
 
+    from knobsim.core import runtime
+
     mine = S.shard_points(points, shard)
-    console.print(f"{len(points)} runs in the sweep, {len(mine)} in this shard; out {out}")
+    cores = runtime.cores()
+    console.print(f"{len(points)} runs in the sweep, {len(mine)} in this shard; out {out}; "
+                  f"{cores} cores, {settings.jobs or cores} one-thread runs at a time")
     for p in mine:
         cfg = S._plan(p, settings, p.lr)
         name = S.run_name(p, settings, p.lr)
         done = (p.lr is not None or not settings.tune_lr) and (out / "runs" / name / "summary.json").is_file()
+        t = S.point_threads(cfg.model.n_params_total, settings, cores)
         console.print(f"  N={cfg.model.n_params_total:>10,}  D={format_count(cfg.train.tokens):>6}  "
                       f"seed {p.seed}  lr {'tuned' if settings.tune_lr and p.lr is None else f'{cfg.optim.lr:.3g}'}"
-                      f"  {'finished' if done else 'to train'}")
+                      f"  {t} thread{'s' if t > 1 else ''}  {'finished' if done else 'to train'}")

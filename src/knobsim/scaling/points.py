@@ -36,6 +36,22 @@ VMAP_BREAK_EVEN: tuple[tuple[int, float], ...] = (
     (1_002, 5.7e7), (9_962, 4.2e7), (99_935, 4.4e6), (1_000_212, 1.8e6),
 )
 
+# Which points train on one XLA:CPU thread, cores-many side by side, and which on all cores,
+# one at a time. A point's thread count changes its bits (docs/performance.md: "Threads change
+# the bits"), so it is a function of the point's size and the machine's cores only, never of
+# what runs beside it. benchmarks/bench_sweep_cores.py measures, per size, the sweep
+# throughput of `cores` one-thread processes side by side over that of one process on all
+# cores, and writes (n_params, ratio) pairs; a point runs on one thread when its size is at
+# most the break-even (one_thread_up_to: where the ratio falls to 1, interpolated in log N;
+# the largest size measured when it never does; sizes below the smallest measured follow it).
+# PROVISIONAL, NOT YET MEASURED by the benchmark (the machine was busy): one pair from the one
+# figure docs/performance.md has, a 1e5-knob chunk at 59.5k tokens/s on one core of a 2-core
+# Intel Xeon against 68k on both, so two one-core processes would do about 2 x 59.5 / 68 =
+# 1.75x if they did not slow each other. Until it is measured, points up to 1e5 knobs train
+# single-threaded and larger ones on all cores. Replace it with the benchmark's "ratios"
+# (or pass its JSON: Settings.cores_bench / --cores-bench).
+CORES_BREAK_EVEN: tuple[tuple[int, float], ...] = ((99_935, 1.75),)
+
 # Learning-rate tuning (tune_lr): multiples of the default rule (optim.default_lr) tried
 # at each size, on a short budget of TUNE_FRACTION of the run's tokens (at least
 # TUNE_MIN_STEPS steps), seed = the sweep's first seed. Factors of 2 either side of the
@@ -51,7 +67,7 @@ RESULT_COLUMNS = (
     "final_eval_loss", "entropy_floor", "lr", "seed", "wall_s", "run_dir",
     # context
     "budget", "lr_source", "tag", "steps", "batch", "seq", "pool_tokens", "epochs", "zipf",
-    "final_train_loss", "tokens_per_s", "n_seeds_together",
+    "final_train_loss", "tokens_per_s", "n_seeds_together", "threads",
 )
 TUNE_COLUMNS = ("budget", "n_params_total", "tokens", "lr", "factor", "final_eval_loss",
                 "best", "run_dir")
@@ -157,6 +173,10 @@ class Settings:
     #                           one per chunk (train runs ~40 chunks). Not part of a run's
     #                           identity: evaluating never changes what is trained.
     check_memory: bool = True
+    jobs: int | None = None  # processes at once for one-thread points; None: the cores
+    threads: str = "auto"  # "auto" (CORES_BREAK_EVEN), "all" (every point on all cores,
+    #                         in this process: the bits of sweeps before issue 23), "one"
+    cores_bench: str | None = None  # a bench_sweep_cores.py JSON to take the break-even from
 
 
 def sweep_points(
@@ -243,6 +263,10 @@ def validate_settings(s: Settings) -> None:
         raise KnobsimError(f"--batch must be >= 1 and --seq >= 2, got {s.batch}, {s.seq}")
     if not s.lr_grid or any(not (math.isfinite(f) and f > 0) for f in s.lr_grid):
         raise KnobsimError("--lr-grid must be positive multiples of the default lr, e.g. 0.5,1,2")
+    if s.threads not in ("auto", "all", "one"):
+        raise KnobsimError(f"--threads must be auto, all or one, not {s.threads!r}")
+    if s.jobs is not None and (not isinstance(s.jobs, int) or isinstance(s.jobs, bool) or s.jobs < 1):
+        raise KnobsimError(f"--jobs must be a whole number of at least 1 (or auto), not {s.jobs!r}")
     if s.evals is not None and s.evals < 1:
         raise KnobsimError(f"evals must be at least 1, got {s.evals}")
     if not 0 < s.tune_fraction <= 1:
@@ -276,3 +300,53 @@ def _fresh_run_dir(path: Path, allow_resume: bool = False) -> tuple[record.RunDi
     if path.exists():
         shutil.rmtree(path)
     return record.RunDir.create(path), False
+
+
+# -- threads -----------------------------------------------------------------------------
+
+
+def one_thread_up_to(table: Sequence[Sequence[float]] = CORES_BREAK_EVEN) -> float:
+    """The largest size (total knobs) that trains faster as one-thread processes side by side
+    than one at a time on all cores, from measured (n_params, ratio) pairs: where the ratio
+    first falls to 1 (interpolated linearly in log N), else the largest size measured; 0
+    when even the smallest size is no faster side by side."""
+    pts = sorted((float(n), float(r)) for n, r in table)
+    if not pts or pts[0][1] <= 1.0:
+        return 0.0
+    for (n0, r0), (n1, r1) in zip(pts, pts[1:]):
+        if r1 <= 1.0:
+            f = (r0 - 1.0) / (r0 - r1)
+            return n1 if f >= 1.0 else float(math.exp(math.log(n0) + f * (math.log(n1) - math.log(n0))))
+    return pts[-1][0]
+
+
+def load_cores_bench(path: str | Path) -> tuple[tuple[float, float], ...]:
+    try:
+        data = json.loads(Path(path).read_text())
+        table = tuple((float(n), float(r)) for n, r in data["ratios"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise KnobsimError(f"--cores-bench {path} is not a bench_sweep_cores.py result; run "
+                           "python benchmarks/bench_sweep_cores.py --out FILE") from None
+    if not table:
+        raise KnobsimError(f"--cores-bench {path} holds no sizes")
+    return table
+
+
+def point_threads(n_params: int, s: Settings, cores: int) -> int:
+    """XLA threads for a new run of this size on a machine of ``cores`` cores: 1 or all."""
+    if s.threads == "all" or cores <= 1:
+        return cores
+    if s.threads == "one":
+        return 1
+    table = load_cores_bench(s.cores_bench) if s.cores_bench else CORES_BREAK_EVEN
+    return 1 if n_params <= one_thread_up_to(table) else cores
+
+
+def recorded_threads(path: Path, default: int) -> int:
+    """The threads a killed run that will be resumed trained on (its point.json), so that it
+    continues on the same (same bits); ``default`` for a run from before threads were
+    recorded (it trained in the sweep's own process, on all cores)."""
+    try:
+        return int(record.read_json(path / "point.json")["threads"])
+    except (KnobsimError, KeyError, ValueError, TypeError):
+        return default

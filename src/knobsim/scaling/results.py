@@ -59,6 +59,7 @@ def _row(run: Path, language: dict | None = None) -> dict | None:
         "final_train_loss": s["final_train_loss"],
         "tokens_per_s": s["tokens_per_s"],
         "n_seeds_together": s.get("n_seeds_together", 1),
+        "threads": pt.get("threads"),  # XLA:CPU threads it trained on; empty: before issue 23
     }
 
 
@@ -120,7 +121,7 @@ def write_table(out: Path) -> Path:
 
 # Columns of results.csv and lr_tune.csv read back as numbers (an empty cell is None).
 INT_COLUMNS = frozenset({"n_params_total", "n_params_nonembedding", "tokens", "seed", "budget",
-                         "steps", "batch", "seq", "pool_tokens", "n_seeds_together"})
+                         "steps", "batch", "seq", "pool_tokens", "n_seeds_together", "threads"})
 FLOAT_COLUMNS = frozenset({"compute", "final_eval_loss", "entropy_floor", "lr", "wall_s", "epochs",
                            "zipf", "final_train_loss", "tokens_per_s"})
 

@@ -27,10 +27,21 @@ instead of mistaking them for finished; every finished run in DIR/runs is in the
 
 Seeds of one size train together in one vmapped program (train.train_seeds) where the
 measurement behind VMAP_BREAK_EVEN says that finishes first, one after another otherwise.
+
+On every core (issue 23): a point at most CORES_BREAK_EVEN's size trains on one XLA:CPU
+thread, in a worker process pinned to one core, ``jobs`` (default: the cores) at a time;
+larger points train here on all cores, one at a time (knobsim.scaling.workers). The thread
+count changes a run's bits, so it depends on the point's size and the machine's cores only,
+never on what runs beside it or on ``jobs``, and each run's point.json (and results.csv's
+``threads`` column) records it; a killed run resumes on the threads it started on. A
+finished run is never trained again, so a sweep from before issue 23 (all cores, no
+``threads`` recorded) continued now mixes runs of both kinds: same point, other bits.
+``threads="all"`` trains every point as before.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -41,25 +52,29 @@ from pathlib import Path
 import numpy as np
 
 from knobsim.config import format_count
+from knobsim.core import runtime
 from knobsim.errors import KnobsimError
 from knobsim.io import rundir as record
 from knobsim.scaling.points import (
-    LR_GRID, RESULT_COLUMNS, TUNE_COLUMNS, TUNE_FRACTION, TUNE_MIN_STEPS, VMAP_BREAK_EVEN,
-    Point, Settings, _count, _finished, _fresh_run_dir, _plan, _request, _resumable, order,
-    parse_shard, parse_sizes, plan_all, run_name, shard_points, sweep_points, validate_settings,
+    CORES_BREAK_EVEN, LR_GRID, RESULT_COLUMNS, TUNE_COLUMNS, TUNE_FRACTION, TUNE_MIN_STEPS,
+    VMAP_BREAK_EVEN, Point, Settings, _count, _finished, _fresh_run_dir, _plan, _request,
+    _resumable, load_cores_bench, one_thread_up_to, order, parse_shard, parse_sizes, plan_all,
+    point_threads, recorded_threads, run_name, shard_points, sweep_points, validate_settings,
 )
 from knobsim.scaling.progress import Reporter, RichReporter
 from knobsim.scaling.results import (
     _cell, _row, _write_csv_atomic, build_table, fit_hint, read_rows, write_table,
 )
+from knobsim.scaling.workers import Pool, make_unit
 
 # What this module is the home of, and what it re-exports from its parts (points, results,
 # progress) so that ``from knobsim.scaling import sweep as S`` is the sweep's whole API.
 __all__ = [
     "SweepResult", "run_sweep", "break_even_tokens", "load_break_even",
     "LR_GRID", "RESULT_COLUMNS", "TUNE_COLUMNS", "TUNE_FRACTION", "TUNE_MIN_STEPS",
-    "VMAP_BREAK_EVEN", "Point", "Settings", "order", "parse_shard", "parse_sizes", "plan_all",
-    "run_name", "shard_points", "sweep_points", "validate_settings",
+    "VMAP_BREAK_EVEN", "CORES_BREAK_EVEN", "Point", "Settings", "order", "parse_shard",
+    "parse_sizes", "plan_all", "run_name", "shard_points", "sweep_points", "validate_settings",
+    "one_thread_up_to", "load_cores_bench", "point_threads",
     "Reporter", "RichReporter", "build_table", "fit_hint", "read_rows", "write_table",
 ]
 # Private helpers shared with the other sweep backends.
@@ -274,45 +289,59 @@ def _todo(out: Path, plans: dict, shard, tune_only: bool, mine, settings: Settin
     return _Todo(tune_todo, main_todo, lr_for, n_done)
 
 
-def _train_tuning(out, tune_todo, plans, settings, rep, lang, lr_for: _LRs) -> int:
+def _threads(path: Path, n_params: int, s: Settings, cores: int) -> int:
+    """A single run's XLA threads: the rule for a new run; a killed run that will resume
+    keeps the threads it started on (point.json), so that it continues with the same bits."""
+    if _resumable(path):
+        return recorded_threads(path, default=runtime.xla_threads())
+    return point_threads(n_params, s, cores)
+
+
+def _train_tuning(out, tune_todo, plans, settings, lang, lr_for: _LRs, pool: Pool, rep) -> int:
+    cores = runtime.cores()
+    units = []
     for t in tune_todo:
-        rep.group(f"tune N={format_count(t.cfg.model.n_params_total)} lr={t.cfg.optim.lr:.3g}")
-        run, resume = _fresh_run_dir(out / "lr_tune" / t.name, allow_resume=True)
-        record.write_json_atomic(run.path / "point.json", {
-            **dataclasses.asdict(t.point), "lr_source": "tune", "lr_factor": t.factor})
-        _train_group([t.cfg], [run], rep, lang, together=False, resumes=[resume])
-        last = t is tune_todo[-1]
-        lr_for.tuned = _resolve_tuning(out, plans, settings, rep if last else None)
-    return len(tune_todo)
+        path = out / "lr_tune" / t.name
+        units.append(make_unit(
+            f"tune N={format_count(t.cfg.model.n_params_total)} lr={t.cfg.optim.lr:.3g}",
+            [t.cfg], [path], [{**dataclasses.asdict(t.point), "lr_source": "tune",
+                               "lr_factor": t.factor}],
+            False, _threads(path, t.cfg.model.n_params_total, settings, cores)))
+    left = [len(units)]
+
+    def after(unit):
+        left[0] -= 1
+        lr_for.tuned = _resolve_tuning(out, plans, settings, rep if not left[0] else None)
+
+    pool.run(units, rep, lang, after)
+    return len(units)
 
 
-def _train_main(out, main_todo, settings, rep, lang, lr_for: _LRs) -> int:
+def _train_main(out, main_todo, settings, lang, lr_for: _LRs, pool: Pool, rep) -> int:
+    """Seeds of one size train together (vmapped) where VMAP_BREAK_EVEN says so, else each
+    alone; the table is rewritten after every finished unit, so a kill never loses a row."""
+    cores = runtime.cores()
     groups: dict = {}
     for p in main_todo:
         lr, src = lr_for(p)
         groups.setdefault((_size_key(p), lr, p.tag), []).append((p, lr, src))
-    trained = 0
+    units = []
     for grp in groups.values():
         p0, lr, _ = grp[0]
         cfgs = [_plan(p, settings, lr) for p, _, _ in grp]
         n = cfgs[0].model.n_params_total
-        together = _vmap_ok(settings, n, cfgs[0].train.tokens, p0, len(grp))
-        how = f", {len(grp)} seeds vmapped" if together else ""
-        rep.group(f"N={format_count(n)} D={format_count(cfgs[0].train.tokens)}{how}")
-        runs, resumes = [], []
-        for p, _, src in grp:
-            run, resume = _fresh_run_dir(out / "runs" / run_name(p, settings, lr),
-                                         allow_resume=not together)
-            record.write_json_atomic(run.path / "point.json",
-                                     {**dataclasses.asdict(p), "lr_source": src})
-            runs.append(run)
-            resumes.append(resume)
-        # The table is rewritten after every finished run (or vmapped group), so a
-        # kill never loses a finished row.
-        _train_group(cfgs, runs, rep, lang, together, after_each=lambda: write_table(out),
-                     resumes=resumes)
-        trained += len(grp)
-    return trained
+        paths = [out / "runs" / run_name(p, settings, lr) for p, _, _ in grp]
+        metas = [{**dataclasses.asdict(p), "lr_source": src} for p, _, src in grp]
+        label = f"N={format_count(n)} D={format_count(cfgs[0].train.tokens)}"
+        if _vmap_ok(settings, n, cfgs[0].train.tokens, p0, len(grp)):
+            units.append(make_unit(f"{label}, {len(grp)} seeds vmapped", cfgs, paths, metas,
+                                   True, point_threads(n, settings, cores)))
+            continue
+        for cfg, path, meta in zip(cfgs, paths, metas):
+            units.append(make_unit(f"{label} seed {meta['seed']}", [cfg], [path], [meta], False,
+                                   _threads(path, n, settings, cores)))
+    pool.run(units, rep, lang, lambda unit: write_table(out))
+    return sum(len(u.paths) for u in units)
 
 
 def run_sweep(
@@ -347,39 +376,14 @@ def run_sweep(
     _write_manifest(out, settings, shard, tune_only, points)
     todo = _todo(out, plans, shard, tune_only, mine, settings, rep)
     try:
-        trained = _train_tuning(out, todo.tune, plans, settings, rep, lang, todo.lr_for)
-        trained += _train_main(out, todo.main, settings, rep, lang, todo.lr_for)
+        with Pool(settings.jobs) as pool:
+            trained = _train_tuning(out, todo.tune, plans, settings, lang, todo.lr_for, pool, rep)
+            trained += _train_main(out, todo.main, settings, lang, todo.lr_for, pool, rep)
+    except BaseException:
+        with contextlib.suppress(Exception):  # runs finished beside the one that stopped
+            write_table(out)
+        raise
     finally:
         rep.stop()
     rows = build_table(out)
     return SweepResult(write_table(out), trained, todo.done, rows, dict(todo.lr_for.tuned))
-
-
-def _train_group(cfgs, runs, rep: Reporter, lang, together: bool, after_each=None,
-                 resumes=None) -> None:
-    """Train runs of one size: all seeds in one vmapped program, or one after another
-    (a killed one resumes from its checkpoint, bit for bit)."""
-    from knobsim.core.train import train, train_seeds
-
-    def progress(mult):
-        last = [0]
-
-        def on_chunk(r):
-            rep.advance((r.tokens - last[0]) * mult, r.loss)
-            last[0] = r.tokens
-
-        return on_chunk
-
-    if together:
-        train_seeds(cfgs[0], [c.train.seed for c in cfgs], runs, on_chunk=progress(len(cfgs)),
-                    lang=lang)
-        for _ in runs:
-            rep.finished_run({})
-        if after_each:
-            after_each()
-        return
-    for cfg, run, resume in zip(cfgs, runs, resumes or [False] * len(runs)):
-        train(cfg, run=run, on_chunk=progress(1), lang=lang, resume=resume)
-        rep.finished_run({})
-        if after_each:
-            after_each()
