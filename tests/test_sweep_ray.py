@@ -110,10 +110,11 @@ def test_ray_sweep_gives_the_local_backends_table(local, on_ray):
     ref = S.read_rows(local.table)
     same = ("arch", "shape", "n_params_total", "tokens", "compute", "final_eval_loss",
             "final_train_loss", "entropy_floor", "lr", "seed", "budget", "lr_source", "steps",
-            "n_seeds_together")
+            "n_seeds_together", "threads")
     assert [{k: r[k] for k in same} for r in rows] == [{k: r[k] for k in same} for r in ref]
     assert [os.path.basename(r["run_dir"]) for r in rows] == [
         os.path.basename(r["run_dir"]) for r in ref]  # the same run names
+    assert {r["threads"] for r in rows} == {1}  # the local rule: one thread this small
     assert (out / "sweep.json").is_file()
     assert ray.is_initialized()  # a cluster the caller started is left running
 
@@ -233,6 +234,7 @@ def test_cli_ray_alone_starts_and_ends_a_local_cluster(on_ray, tmp_path):
     (["--ray-device", "gpu"], "--ray-device needs --ray"),
     (["--ray", "--ray-device", "gpu"], "no GPUs"),
     (["--ray", "--vmap", "always"], "drop --vmap always"),
+    (["--ray", "--jobs", "2"], "drop --jobs"),
     (["--ray-device", "tpu", "--ray"], "--ray-device"),
 ])
 def test_cli_bad_ray_input_is_one_line_exit_2(tmp_path, capsys, extra, needle):

@@ -9,8 +9,13 @@ here every point trains alone, in its own task). What differs is who trains:
 
 * The driver (this process) plans every point first, so bad input fails before anything
   is written; then writes sweep.json, skips finished points and submits one task per
-  unfinished point, needing one CPU, or one GPU (``device="gpu"``, or ``"auto"`` on a
-  cluster that has GPUs). Ray runs as many at once as the cluster has room for.
+  unfinished point, needing one GPU (``device="gpu"``, or ``"auto"`` on a cluster that has
+  GPUs) or as many CPUs as the point's XLA threads: the local backend's rule
+  (points.point_threads, with the cores of the cluster's smallest node), so a point gets
+  the same threads, and so the same bits, on either backend. Each task's process starts
+  with XLA's pool of that size (PJRT_NPROC in the task's runtime_env: Ray keeps a process
+  per environment). Ray runs as many at once as the cluster has room for: on one machine,
+  one-thread points cores-many at a time, larger ones alone.
 * Each task trains its point into DIR/runs/<name> (the directory must be on a filesystem
   the driver and every node share) and returns its final loss. As each task comes back
   the driver rebuilds results.csv from the run directories, atomically, and moves the
@@ -38,6 +43,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from knobsim.config import LanguageConfig
+from knobsim.core import runtime
+from knobsim.core.hooks import STOP
 from knobsim.errors import KnobsimError
 from knobsim.io import rundir as record
 from knobsim.scaling.points import (
@@ -46,9 +53,10 @@ from knobsim.scaling.points import (
 from knobsim.scaling.progress import Reporter
 from knobsim.scaling.results import build_table, write_table
 from knobsim.scaling.sweep import (
-    SweepResult, _check_points, _LRs, _main_todo, _resolve_tuning, _todo, _tuning_plan,
+    SweepResult, _check_points, _LRs, _main_todo, _resolve_tuning, _threads, _todo, _tuning_plan,
     _write_manifest,
 )
+from knobsim.scaling.workers import _check_stop
 
 __all__ = ["DEVICES", "RETRIES", "import_ray", "run_sweep_ray"]
 
@@ -88,10 +96,17 @@ def _language(cfg: LanguageConfig):
 def _train_task(cfg, path: str, meta: dict) -> dict:
     """One point on a Ray worker, as the local backend trains a point alone: a killed
     earlier attempt with a checkpoint is resumed, any other leftover removed first."""
-    from knobsim.core import runtime
     from knobsim.core.train import train
 
     runtime.enable_compilation_cache()  # what the `knobsim` command does at start
+    threads = meta.get("threads")
+    if threads is not None:
+        import jax
+
+        jax.devices()  # the backend starts with the task's PJRT_NPROC
+        if runtime.pool_threads() not in (None, threads):
+            raise KnobsimError(f"a Ray worker computes on {runtime.pool_threads()} XLA threads, "
+                               f"not the {threads} its run records")
     run_path = Path(path)
     if not _finished(run_path):  # else: a retry of an attempt that died after summary.json
         run, resume = _fresh_run_dir(run_path, allow_resume=True)
@@ -142,19 +157,39 @@ def _check_reachable(address: str) -> None:
                            "node as HEAD:6379 or ray://HEAD:10001 (see `ray status` there)") from None
 
 
-def _remote(ray, device: str):
-    """The task, with the resources one point needs. GPU tasks get a fresh worker process
-    each (Ray's default for num_gpus), so JAX in it sees just the GPU Ray assigned."""
+@dataclasses.dataclass(frozen=True)
+class _Remote:
+    """The task, and how to submit a point: one GPU, or its threads' CPUs and XLA threads.
+    GPU tasks get a fresh worker process each (Ray's default for num_gpus), so JAX in it
+    sees just the GPU Ray assigned."""
+
+    fn: object
+    on_gpu: bool
+    env: dict  # env_vars every CPU task gets
+    cores: int  # CPUs of the cluster's smallest node: the thread rule's "all cores"
+
+    def submit(self, job: _Job):
+        if self.on_gpu:
+            return self.fn.remote(job.cfg, str(job.path), job.meta)
+        env = {**self.env, **runtime.thread_env(job.meta["threads"])}
+        return self.fn.options(num_cpus=job.meta["threads"],
+                               runtime_env={"env_vars": env}).remote(job.cfg, str(job.path), job.meta)
+
+
+def _remote(ray, device: str) -> _Remote:
     n_gpus = ray.cluster_resources().get("GPU", 0)
     if device == "gpu" and not n_gpus:
         raise KnobsimError("--ray-device gpu: the Ray cluster has no GPUs; "
                            "use --ray-device cpu (or auto)")
     opts = dict(num_cpus=1, max_retries=RETRIES, retry_exceptions=False)
-    if device == "gpu" or (device == "auto" and n_gpus):
+    on_gpu = device == "gpu" or (device == "auto" and bool(n_gpus))
+    if on_gpu:
         opts["num_gpus"] = 1
-    elif n_gpus:  # CPU points on a cluster with GPUs: keep JAX off the GPUs
-        opts["runtime_env"] = {"env_vars": {"JAX_PLATFORMS": "cpu"}}
-    return ray.remote(**opts)(_train_task)
+    # CPU points on a cluster with GPUs: keep JAX off the GPUs
+    env = {"JAX_PLATFORMS": "cpu"} if n_gpus and not on_gpu else {}
+    cpus = [n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
+    cores = max(1, int(min((c for c in cpus if c), default=1)))
+    return _Remote(ray.remote(**opts)(_train_task), on_gpu, env, cores)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,15 +201,23 @@ class _Job:
     meta: dict
 
 
-def _main_job(out: Path, p: Point, settings: Settings, lr_for: _LRs) -> _Job:
+def _main_job(out: Path, p: Point, settings: Settings, lr_for: _LRs, remote: _Remote) -> _Job:
     lr, src = lr_for(p)
-    return _Job(_plan(p, settings, lr), out / "runs" / run_name(p, settings, lr),
-                {**dataclasses.asdict(p), "lr_source": src})
+    cfg, path = _plan(p, settings, lr), out / "runs" / run_name(p, settings, lr)
+    return _Job(cfg, path, {**dataclasses.asdict(p), "lr_source": src,
+                            **_threads_meta(path, cfg, settings, remote)})
 
 
-def _tune_job(out: Path, t) -> _Job:
-    return _Job(t.cfg, out / "lr_tune" / t.name,
-                {**dataclasses.asdict(t.point), "lr_source": "tune", "lr_factor": t.factor})
+def _tune_job(out: Path, t, settings: Settings, remote: _Remote) -> _Job:
+    path = out / "lr_tune" / t.name
+    return _Job(t.cfg, path, {**dataclasses.asdict(t.point), "lr_source": "tune",
+                              "lr_factor": t.factor, **_threads_meta(path, t.cfg, settings, remote)})
+
+
+def _threads_meta(path: Path, cfg, settings: Settings, remote: _Remote) -> dict:
+    if remote.on_gpu:
+        return {}
+    return {"threads": _threads(path, cfg.model.n_params_total, settings, remote.cores)}
 
 
 def _result(ray, ref, job: _Job) -> dict:
@@ -212,11 +255,12 @@ def _cancel(ray, refs: list) -> None:
 
 def _run_jobs(ray, remote, jobs: Sequence[_Job], rep: Reporter, after_each) -> int:
     """Submit every job, then merge them as they come back, in whatever order."""
-    refs = {remote.remote(j.cfg, str(j.path), j.meta): j for j in jobs}
+    refs = {remote.submit(j): j for j in jobs}
     pending, n = list(refs), len(refs)
     rep.group(f"ray: {n} on the cluster")  # running or queued: Ray knows which
     try:
         while pending:
+            _check_stop()  # the CLI's SIGINT/SIGTERM handler: stop (the finally cancels)
             done, pending = ray.wait(pending, num_returns=1, timeout=_POLL_S)
             for ref in done:
                 job = refs[ref]
@@ -233,6 +277,9 @@ def _run_jobs(ray, remote, jobs: Sequence[_Job], rep: Reporter, after_each) -> i
 def _check_request(settings: Settings, device: str) -> None:
     if device not in DEVICES:
         raise KnobsimError(f"--ray-device must be one of {', '.join(DEVICES)}, not {device!r}")
+    if settings.jobs is not None:
+        raise KnobsimError("--jobs sets the local backend's processes; with --ray the cluster runs "
+                           "as many points as its CPUs allow: drop --jobs (or --ray)")
     if settings.vmap == "always":
         raise KnobsimError("--vmap always trains a size's seeds in one process; with --ray "
                            "every point is its own task: drop --vmap always (or --ray)")
@@ -259,6 +306,7 @@ def run_sweep_ray(
     """
     ray = import_ray()
     _check_request(settings, device)
+    STOP["signal"] = None  # a stop left over from an earlier run in this process
     validate_settings(settings)
     out = Path(out)
     rep = reporter or Reporter()
@@ -280,14 +328,14 @@ def _sweep(ray, remote, out, points, settings, plans, rep: Reporter, tune_only) 
     todo = _todo(out, plans, (0, 1), tune_only, points, settings, rep)
     tune_todo, main_todo, lr_for, n_done = todo.tune, todo.main, todo.lr_for, todo.done
     try:
-        trained = _run_jobs(ray, remote, [_tune_job(out, t) for t in tune_todo], rep,
+        trained = _run_jobs(ray, remote, [_tune_job(out, t, settings, remote) for t in tune_todo], rep,
                             lambda: _resolve_tuning(out, plans, settings, None))
         if tune_todo:
             lr_for.tuned = _resolve_tuning(out, plans, settings, rep)
             before = len(main_todo)  # with the tuned lrs known, some may be finished already
             main_todo, _ = _main_todo(out, [] if tune_only else points, settings, lr_for)
             n_done += before - len(main_todo)
-        jobs = [_main_job(out, p, settings, lr_for) for p in main_todo]
+        jobs = [_main_job(out, p, settings, lr_for, remote) for p in main_todo]
         trained += _run_jobs(ray, remote, jobs, rep, lambda: write_table(out))
     finally:
         rep.stop()
