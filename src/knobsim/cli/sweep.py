@@ -104,7 +104,8 @@ def _seeds(text: str) -> list[int]:
                    "HEAD:6379 or ray://HEAD:10001 on that cluster (pip install 'knobsim[ray]').")
 @click.option("--ray-device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto",
               show_default=True,
-              help="With --ray: one CPU or one GPU per run; auto = a GPU when the cluster has them.")
+              help="With --ray: per run, one GPU, or as many CPUs as its XLA threads (--threads); "
+                   "auto = a GPU when the cluster has them.")
 @click.option("--vmap", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
               help="Train a size's seeds in one vmapped program: auto = where the measured "
                    "break-even (benchmarks/bench_seeds.py) says it is faster.")
