@@ -49,10 +49,15 @@ from knobsim.config import PRESETS
 from knobsim.data.ideal import K_EFF_MIN  # words: below it L*(K) is no power law yet
 
 MODES = {  # the sweep per mode (sizes, seeds, tokens; full: D = max(32M, 200 N)) is
-    # _common.LN_SWEEP, which learning_curves and explosion read too; here: bootstrap resamples
-    "full": dict(C.LN_SWEEP["full"], boot=200),
-    "quick": dict(C.LN_SWEEP["quick"], boot=200),
-    "tiny": dict(C.LN_SWEEP["tiny"], boot=6),
+    # _common.LN_SWEEP, which learning_curves and explosion read too; here: bootstrap
+    # resamples, and the smallest size the fits use (fit_from knobs; 0: every size).
+    # Full mode fits from 3e3 knobs: its 1e3-knob runs sit off the law (they know 10..20
+    # words where K = c N^gamma of the larger sizes says ~27, and their seeds spread over
+    # 1.01..1.33 nats; experiments/results/scaling_params/README.md), as the pilot said of
+    # sizes knowing fewer than ~K_EFF_MIN words. The fit over every run is kept beside it.
+    "full": dict(C.LN_SWEEP["full"], boot=200, fit_from=3000),
+    "quick": dict(C.LN_SWEEP["quick"], boot=200, fit_from=0),
+    "tiny": dict(C.LN_SWEEP["tiny"], boot=6, fit_from=0),
 }
 
 
@@ -67,6 +72,12 @@ def fits(rows, boot: int):
     free = scaling.fit_power_law(n, loss, var="n", bootstrap=boot)
     fixed = scaling.fit_power_law(n, loss, var="n", floor=floor, bootstrap=boot)
     return free, fixed, floor
+
+
+def fitted(rows, fit_from: int) -> list[dict]:
+    """The runs the fits use: every size from fit_from knobs up (all with fit_from 0)."""
+    use = [r for r in rows if r["n_params_total"] >= fit_from]
+    return use if len({r["n_params_total"] for r in use}) >= 2 else rows
 
 
 
@@ -180,12 +191,24 @@ def figure_knowledge(rows, kfit: dict, floor: float, out, title: str, language, 
         return P.save(fig, out / "real_vs_ideal.png")
 
 
-def figure(rows, free, fixed, floor, out, title, limits=()):
+def figure(rows, free, fixed, floor, out, title, limits=(), used=None, every=None):
+    """Left: L(N), the two fits' bands over the fitted sizes (``used``; runs left out are
+    drawn hollow), the floor, the data limit. Right: L - floor, log-log."""
+    used = rows if used is None else used
+    out_of_range = [r for r in rows if r["n_params_total"] < min(x["n_params_total"] for x in used)]
     with P.style():
         fig, (a1, a2) = P.figure(ncols=2, width=11.0, height=4.4)
-        n_lo, n_hi = min(r["n_params_total"] for r in rows), max(r["n_params_total"] for r in rows)
+        n_lo, n_hi = min(r["n_params_total"] for r in used), max(r["n_params_total"] for r in used)
         grid = P.geomgrid(n_lo, n_hi, pad=1.5)
-        P.points_by_n(a1, rows)
+        P.points_by_n(a1, used)
+        if out_of_range:
+            x, mu, sd, _ = P.seed_stats(out_of_range)
+            a1.errorbar(x, mu, yerr=sd, fmt="o", mfc="white", color="0.45", capsize=3, ms=5, lw=1.0,
+                        zorder=3, label="left out of the fits (off the law)")
+            if every is not None:
+                a1.plot(P.geomgrid(x.min(), n_hi, pad=1.5),
+                        every.predict(n=P.geomgrid(x.min(), n_hi, pad=1.5)), color="0.45", lw=0.9,
+                        ls=(0, (1, 2)), label=f"E-free fit of every run: E = {every.E:.3f}, R² = {every.r2:.3f}")
         P.fit_band(a1, free, grid, color_=P.color(1),
                    label=f"E free: α = {P.fmt_ci(free.alpha, free.ci.get('alpha'))}, "
                          f"E = {free.E:.3f}, R² = {free.r2:.3f}")
@@ -204,7 +227,11 @@ def figure(rows, free, fixed, floor, out, title, limits=()):
         a1.legend(loc="upper right")
 
         # Right: the reducible part, L - floor: a straight line if the law holds with E = floor.
-        P.points_by_n(a2, rows, offset=floor, label="runs − floor (mean ± sd)")
+        P.points_by_n(a2, used, offset=floor, label="runs − floor (mean ± sd)")
+        if out_of_range:
+            x, mu, sd, _ = P.seed_stats(out_of_range)
+            a2.errorbar(x, mu - floor, yerr=sd, fmt="o", mfc="white", color="0.45", capsize=3,
+                        ms=5, lw=1.0, zorder=3, label="left out of the fits")
         P.fit_band(a2, fixed, grid, offset=floor, color_=P.color(2), ls="--",
                    label=f"A / N^α with E = floor, α = {fixed.alpha:.3f}")
         c_free, _, _ = P.law_band(free, grid, offset=floor)
@@ -229,13 +256,15 @@ def main():
     sett = C.settings(a.mode, language=language)
     rows = (C.table_rows(a.table, sett) if a.table is not None
             else C.run(points(a.mode), sett, a.out / "sweep", a.quiet))
-    free, fixed, floor = fits(rows, m["boot"])
+    used = fitted(rows, m["fit_from"])
+    free, fixed, floor = fits(used, m["boot"])
+    every = fits(rows, m["boot"])[0] if len(used) < len(rows) else None
     d = sorted({r["tokens"] for r in rows})
     limits = data_limit(d, language)
     dtext = f"D = {d[0]:,} tokens" if len(d) == 1 else f"D = {d[0]:,}..{d[-1]:,} tokens"
     title = (f"Loss vs parameters ({a.preset} language): {len({r['n_params_total'] for r in rows})} sizes x "
              f"{len({r['seed'] for r in rows})} seeds, {dtext}, fresh text every step")
-    pngs = [figure(rows, free, fixed, floor, a.out, title, limits)]
+    pngs = [figure(rows, free, fixed, floor, a.out, title, limits, used, every)]
     ns, mean, sd, k = P.seed_stats(rows)
     keff = known_words(mean, language)
     kfit = knowledge_fit(rows, m["boot"], language)
@@ -251,6 +280,11 @@ def main():
         "r2_floor_fixed": fixed.r2, "A_floor_fixed": fixed.A,
         "n_min": int(ns.min()), "n_max": int(ns.max()),
         "decades": float(np.log10(ns.max() / ns.min())),
+        "fit_n_min": int(min(r["n_params_total"] for r in used)), "fit_runs": len(used),
+        "fit_decades": float(np.log10(ns.max() / min(r["n_params_total"] for r in used))),
+        "fit_all_runs": None if every is None else {
+            "alpha": every.alpha, "alpha_ci": every.ci.get("alpha"), "r2": every.r2,
+            "E_fit": every.E, "E_fit_ci": every.ci.get("E"), "E_fit_minus_floor": every.E - floor},
         "tokens": d, "seeds": sorted({r["seed"] for r in rows}),
         "lr_rule": "optim.default_lr", "batch": rows[0]["batch"], "seq": rows[0]["seq"],
         "per_size": [{"n_params": int(n), "loss_mean": float(mu), "loss_sd": float(s), "seeds": int(c),
