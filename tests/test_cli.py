@@ -92,6 +92,8 @@ def test_default_run_directory_is_under_runs(tmp_path, cli):
         (["--params", "1e10"], "GiB"),
         (["--params", "1e5", "--lr", "-1"], "--lr"),
         (["--params", "50", "--arch", "linear"], "below the smallest"),
+        (["--params", "1e3", "--no-watch", "--tensorboard"], "--tensorboard need watching"),
+        (["--params", "1e3", "--devices", "0"], "--devices"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_leaves_no_run(tmp_path, args, needle, cli):

@@ -32,6 +32,31 @@ def test_run_config_round_trips_through_dict():
     assert RunConfig.from_dict(cfg.to_dict()) == cfg
 
 
+def test_run_config_is_the_whole_run_and_reads_the_old_form():
+    """watch (TensorBoard inside it), devices and a fine-tune's source are RunConfig fields;
+    config.json from before issue 24 (loose ``watch`` and ``tensorboard`` keys, a fine-tune's
+    source under "from") reads into the same RunConfig."""
+    import dataclasses
+
+    from knobsim.config import FinetuneConfig, LanguageConfig, WatchConfig
+
+    cfg = plan_run(params=1000, steps=3, check_memory=False, watch=WatchConfig(every=2, tensorboard=True),
+                   devices=2)
+    ft = dataclasses.replace(cfg, finetune=FinetuneConfig("runs/base", LanguageConfig(seed=3)))
+    assert RunConfig.from_dict(ft.to_dict()) == ft
+    d = cfg.to_dict()
+    assert d["watch"]["tensorboard"] is True and d["devices"] == 2 and d["finetune"] is None
+    old = {k: d[k] for k in ("language", "model", "optim", "train", "dtype")}
+    old_watch = {k: v for k, v in d["watch"].items() if k != "tensorboard"}
+    assert RunConfig.from_dict({**old, "watch": old_watch, "tensorboard": True}) == dataclasses.replace(cfg, devices=None)
+    assert RunConfig.from_dict({**old, "watch": old_watch}).watch == WatchConfig(every=2)
+    assert RunConfig.from_dict({**old, "tensorboard": False}).watch is None
+    old_ft = {**old, "finetune": {"from": "runs/base", "pretrain_language": dataclasses.asdict(LanguageConfig(seed=3))}}
+    assert RunConfig.from_dict(old_ft).finetune == ft.finetune
+    with pytest.raises(KnobsimError, match="--devices must be a positive whole number"):
+        plan_run(params=1000, steps=3, devices=0)
+
+
 def test_plan_run_takes_an_explicit_shape():
     """plan_run(shape=...) plans that model exactly (a fine-tune keeps its run's shape; an
     experiment chooses widths): counts from the shape, the lr rule from its count."""

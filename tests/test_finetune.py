@@ -1,6 +1,7 @@
 """Fine-tuning end to end on a tiny model: start from the run's weights, drift measured from
 them, forgetting measured on the original language, bad sources refused."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -68,7 +69,13 @@ def test_finetune_end_to_end(pretrained):
     assert saved["forgetting_nats"] == pytest.approx(rep["forgetting_nats"])
     assert read_json(run.path / "summary.json")["finetune"]["drift_ratio"] == pytest.approx(rep["drift_ratio"])
     cfg = read_json(run.path / "config.json")
-    assert cfg["finetune"]["from"] == str(base) and cfg["language"]["seed"] == 1
+    assert cfg["finetune"]["source"] == str(base) and cfg["language"]["seed"] == 1
+    # config.json is the fine-tune's RunConfig, exactly: its source and what it records
+    # included (a resume records what it recorded, measured from the pre-trained weights).
+    from knobsim.config import RunConfig
+
+    assert RunConfig.from_dict(cfg) == dataclasses.replace(plan.cfg, watch=knobs.WatchConfig())
+    assert rec.index["reference"] == f"pretrained:{base}"
 
 
 def test_eval_loss_is_the_runs_own_eval_loss(pretrained):

@@ -2,7 +2,8 @@
 XLA_FLAGS in a child process (the flag must be set before JAX starts, and this process
 keeps its single device): same losses as one device, the shardings really used, resume,
 the one-line error for a batch that does not divide, and the CLI (its entry point called in
-that child; the two-process test runs real `knobsim train` processes)."""
+that child; the two-process test runs real `knobsim train` processes). How many devices a
+run uses is its RunConfig's ``devices`` (``--devices``, or KNOBSIM_DEVICES read by the CLI)."""
 
 import json
 import os
@@ -98,11 +99,11 @@ CHILD = textwrap.dedent("""
     p4, pr = (np.load(out / n / "params.npz") for n in ("four", "resumed"))
     res["resumed_params_equal"] = all(np.array_equal(p4[k], pr[k]) for k in p4.files)
 
-    os.environ["KNOBSIM_DEVICES"] = "1"
-    res["mesh_forced_one"] = parallel.data_mesh() is None
-    T.train(cfg, run=RunDir.create(out / "one"))
+    import dataclasses
+    res["mesh_forced_one"] = parallel.data_mesh(n=1) is None
+    T.train(dataclasses.replace(cfg, devices=1), run=RunDir.create(out / "one"))  # RunConfig.devices
     res["one"] = losses(out / "one")
-    del os.environ["KNOBSIM_DEVICES"]
+    res["one_config_devices"] = json.loads((out / "one" / "config.json").read_text())["devices"]
 
     try:
         build_programs(plan_run(params=3000, steps=8, batch=10, seq=16, check_memory=False), nw)
@@ -128,7 +129,7 @@ CHILD = textwrap.dedent("""
 
     common = ["--params", "3000", "--steps", "12", "--seq", "16", "--chunk", "4", "--ckpt-every", "4"]
     res["out"] = str(out)
-    res["cli_run"] = cli("train", *common, "--batch", "8", "--out", str(out / "cli"))
+    res["cli_run"] = cli("train", *common, "--batch", "8", "--devices", "4", "--out", str(out / "cli"))
     res["cli_bad"] = cli("train", *common, "--batch", "10", "--out", str(out / "cli-bad"))
     print(json.dumps(res))
 """)
@@ -147,7 +148,8 @@ def child(tmp_path_factory):
 def test_four_devices_train_like_one(child):
     assert child["device_count"] == N_DEV
     assert child["mesh"] == {"data": N_DEV}
-    assert child["mesh_forced_one"]  # KNOBSIM_DEVICES=1: no mesh, the single-device programs
+    assert child["mesh_forced_one"]  # devices=1: no mesh, the single-device programs
+    assert child["one_config_devices"] == 1  # the run's config says how many it used
     four, one = child["four"], child["one"]
     assert len(four["loss"]) == len(one["loss"]) == 12
     np.testing.assert_allclose(four["loss"], one["loss"], rtol=1e-5)
@@ -200,6 +202,7 @@ def test_cli_trains_data_parallel_and_refuses_a_bad_batch(child):
     assert (run / "summary.json").exists() and (run / "checkpoints").is_dir()
     summary = json.loads((run / "summary.json").read_text())
     assert summary["devices"] == 4  # MFU against the peak of all 4 devices
+    assert json.loads((run / "config.json").read_text())["devices"] == 4  # --devices, in the config
     assert summary["peak_flops"] == pytest.approx(4 * float(_env()["KNOBSIM_PEAK_FLOPS"]))
 
     r = child["cli_bad"]

@@ -3,6 +3,7 @@ divergence, overwriting. Kills and signals are real: those runs are subprocesses
 refusals, the divergence and the resume of a finished run go through the same entry point,
 knobsim.cli.main, in this process (the ``cli`` fixture of conftest.py)."""
 
+import dataclasses
 import json
 import os
 import random
@@ -170,6 +171,9 @@ def test_resume_after_the_final_checkpoint_only_finishes_the_files(tmp_path, cli
     before = params(run)
     (run / "summary.json").unlink()
     (run / "params.npz").unlink()
+    seg = json.loads((run / "segments.json").read_text())
+    assert seg["checkpoint_step"] == 48  # its losses were kept with its final checkpoint
+    assert (seg["train_loss"], seg["eval_loss"]) == (done["final_train_loss"], done["final_eval_loss"])
     r = cli("train", "--resume", str(run), "-q")
     assert r.returncode == 0, r.stderr
     again = json.loads((run / "summary.json").read_text())
@@ -177,6 +181,20 @@ def test_resume_after_the_final_checkpoint_only_finishes_the_files(tmp_path, cli
         assert again[k] == done[k], k
     for k, v in params(run).items():
         np.testing.assert_array_equal(v, before[k])
+    assert len(metric_rows(run)) == 49  # nothing trained, nothing logged twice
+    # A run directory from before the losses were kept: the checkpoint before (step 40) is
+    # restored and the last 8 steps replayed, to the same bits.
+    (run / "segments.json").write_text(json.dumps({k: seg[k] for k in ("checkpoint_step", "segments")}))
+    (run / "summary.json").unlink()
+    (run / "params.npz").unlink()
+    r = cli("train", "--resume", str(run), "-q")
+    assert r.returncode == 0, r.stderr
+    replayed = json.loads((run / "summary.json").read_text())
+    for k in ("final_eval_loss", "final_train_loss", "initial_eval_loss", "n_params_total"):
+        assert replayed[k] == done[k], k
+    for k, v in params(run).items():
+        np.testing.assert_array_equal(v, before[k])
+    assert [r["step"] for r in metric_rows(run)] == list(range(49))
 
 
 def test_resume_says_where_it_resumes_and_its_summary_covers_every_segment(tmp_path, cli):
@@ -230,7 +248,8 @@ def test_the_library_resumes_a_stopped_run_bit_for_bit(tmp_path):
         ks.train(cfg, ks.RunDir.create(run), on_chunk=stop_soon, watch=ks.WatchConfig())
     T.STOP["signal"] = None
     loaded = ks.load_run(run)
-    assert loaded.cfg == cfg and loaded.watch == ks.WatchConfig() and not loaded.finished
+    assert loaded.cfg == dataclasses.replace(cfg, watch=ks.WatchConfig()) and not loaded.finished
+    assert loaded.watch == ks.WatchConfig()
     assert loaded.latest_checkpoint() == 16  # the chunk after the stop request saved it
     again = ks.resume(run)
     for k in ("final_eval_loss", "final_train_loss", "initial_eval_loss"):
@@ -258,3 +277,44 @@ def test_load_run_and_resume_say_what_is_wrong(tmp_path):
     ks.train(cfg, ks.RunDir.create(tmp_path / "done"))
     with pytest.raises(KnobsimError, match="already finished"):
         ks.resume(tmp_path / "done")
+
+
+def test_a_run_directory_of_the_old_form_loads_and_resumes(tmp_path):
+    """config.json before issue 24: the RunConfig without watch, devices and finetune, and
+    beside it loose ``watch`` (no ``tensorboard`` in it) and ``tensorboard`` keys; its
+    segments.json kept no losses. It reads into the new RunConfig (TensorBoard inside the
+    watch settings) and resumes to the same bits as a run that went through."""
+    import knobsim as ks
+    from knobsim.core import train as T
+
+    cfg = ks.plan_run(params=2000, steps=24, batch=2, seq=8, chunk=4, ckpt_every=4, lr=1e-2)
+    watch = ks.WatchConfig(every=2, tensorboard=True)
+    whole = ks.train(cfg, ks.RunDir.create(tmp_path / "whole"), watch=watch)
+
+    def stop_soon(r):
+        if r.step == 12:
+            T.STOP["signal"] = signal.SIGINT
+
+    run = tmp_path / "old"
+    with pytest.raises(T.Stopped):
+        ks.train(cfg, ks.RunDir.create(run), on_chunk=stop_soon, watch=watch)
+    T.STOP["signal"] = None
+    new = json.loads((run / "config.json").read_text())
+    old = {k: new[k] for k in ("language", "model", "optim", "train", "dtype")}
+    old["watch"] = {k: v for k, v in new["watch"].items() if k != "tensorboard"}
+    old["tensorboard"] = True
+    (run / "config.json").write_text(json.dumps(old))
+    seg = json.loads((run / "segments.json").read_text())
+    (run / "segments.json").write_text(json.dumps({k: seg[k] for k in ("checkpoint_step", "segments")}))
+
+    loaded = ks.load_run(run)
+    assert loaded.cfg == dataclasses.replace(cfg, watch=watch)
+    t0 = time.time()
+    again = ks.resume(run)
+    for k in ("final_eval_loss", "final_train_loss", "initial_eval_loss"):
+        assert again[k] == whole[k], k
+    for k, v in params(run).items():
+        np.testing.assert_array_equal(v, params(tmp_path / "whole")[k])
+    assert json.loads((run / "config.json").read_text()) == old  # a resume rewrites no config
+    # TensorBoard goes on after the resume (it was the loose flag, now watch.tensorboard).
+    assert any(p.stat().st_mtime >= t0 for p in (run / "tensorboard").iterdir())

@@ -34,11 +34,27 @@ def runs(tmp_path_factory):
     cfg = plan_run(**TINY)
     out = {"root": root, "cfg": cfg}
     out["reports"] = []  # the watched run's chunk reports, for the live view
-    out["watched_summary"] = T.train(cfg, run=RunDir.create(root / "watched"), watch=knobs.WatchConfig(),
-                                     tensorboard=True, on_chunk=out["reports"].append)
+    out["watched_summary"] = T.train(cfg, run=RunDir.create(root / "watched"), watch=knobs.WatchConfig(tensorboard=True),
+                                     on_chunk=out["reports"].append)
     out["plain_summary"] = T.train(cfg, run=RunDir.create(root / "plain"))
     T.train(cfg, run=RunDir.create(root / "sparse"), watch=knobs.WatchConfig(every=3, snapshots=False))
     return out
+
+
+def test_config_json_is_the_whole_run_config(runs):
+    """config.json is exactly the RunConfig serialised: what the run records, TensorBoard
+    (WatchConfig.tensorboard, the one place it is decided) and the devices included."""
+    import dataclasses
+
+    from knobsim.config import RunConfig
+
+    root, cfg = runs["root"], runs["cfg"]
+    watched = json.loads((root / "watched" / "config.json").read_text())
+    assert watched == dataclasses.replace(cfg, watch=knobs.WatchConfig(tensorboard=True)).to_dict()
+    assert set(watched) == {f.name for f in dataclasses.fields(RunConfig)}
+    plain = json.loads((root / "plain" / "config.json").read_text())
+    assert plain == cfg.to_dict() and plain["watch"] is None and plain["devices"] is None
+    assert RunConfig.from_dict(plain) == cfg
 
 
 def test_recording_does_not_change_training(runs):
@@ -189,7 +205,7 @@ def test_tensorboard_event_files_read_back(runs):
     assert sorted(got) == [r["step"] for r in rows]
     assert all(got[r["step"]] == pytest.approx(r["loss"], rel=1e-6) for r in rows)
     hist = acc.Histograms("weights/embed.tok_VD")
-    assert hist[0].step == 0 and hist[0].histogram_value.num == 27 * runs["cfg"].model.shape["d_model"]
+    assert hist[0].step == 0 and hist[0].histogram_value.num == 27 * runs["cfg"].model.shape.d_model
 
 
 def test_live_view_renders_drift_bars_and_dials(runs):
@@ -448,9 +464,10 @@ def test_drawing_keeps_a_notebooks_inline_backend():
 
 
 def test_truncate_records_drops_only_later_steps(tmp_path):
-    """What a resume from step 20 deletes (the one function both the recorder and a
-    multi-host leader call): knob records and snapshots after step 20, nothing else."""
-    from knobsim.watch.recorder import truncate_records
+    """What a resume from step 20 deletes besides the later metrics (io.rundir's
+    RunDir.truncate_after calls it, for one host and a multi-host leader alike): knob
+    records and snapshots after step 20, nothing else."""
+    from knobsim.io.rundir import truncate_records
 
     (tmp_path / "watch").mkdir()
     (tmp_path / "snapshots").mkdir()

@@ -136,38 +136,40 @@ def watch_options(f):
 
 
 def watch_from(kw: dict):
-    """-> (WatchConfig or None, live view?, tensorboard?); pops the watch options."""
+    """-> (WatchConfig or None, live view?); pops the watch options. TensorBoard is part of
+    what a watched run records (WatchConfig.tensorboard)."""
     from knobsim.watch.stats import WatchConfig
 
     watch, every, k, no_snap, tb = (kw.pop(n) for n in ("watch", "watch_every", "knobs_per_tensor",
                                                          "no_snapshots", "tensorboard"))
     if watch is False:
-        if every != 1 or no_snap:
-            raise KnobsimError("--watch-every and --no-snapshots need watching; drop --no-watch")
-        return None, False, tb
-    return WatchConfig(every=every, knobs_per_tensor=k, snapshots=not no_snap), bool(watch), tb
+        if every != 1 or no_snap or tb:
+            raise KnobsimError("--watch-every, --no-snapshots and --tensorboard need watching; "
+                               "drop --no-watch")
+        return None, False
+    return WatchConfig(every=every, knobs_per_tensor=k, snapshots=not no_snap, tensorboard=tb), bool(watch)
 
 
 def parallel_options(f):
-    """Many devices (parallel.py): how many to split the batch over; multi-host start."""
+    """Many devices (parallel.py): how many to split the batch over; multi-host start.
+    ``KNOBSIM_DEVICES`` (core.parallel.DEVICES_ENV) is read here, at the edge, as --devices."""
     f = click.option("--distributed", is_flag=True,
                      help="Multi-host: call jax.distributed.initialize first (also "
                           "KNOBSIM_DISTRIBUTED=1); see docs/devices.md.")(f)
-    return click.option("--devices", type=click.IntRange(1), default=None,
+    return click.option("--devices", type=click.IntRange(1), default=None, envvar="KNOBSIM_DEVICES",
+                        show_envvar=True,
                         help="Devices to split each batch over (default: all JAX sees; "
-                             "1: no data parallelism). Same as KNOBSIM_DEVICES.")(f)
+                             "1: no data parallelism). Recorded in the run's config.")(f)
 
 
-def parallel_from(kw: dict) -> None:
-    """Pop --devices / --distributed and apply them (before anything touches JAX)."""
-    import os
-
+def parallel_from(kw: dict) -> int | None:
+    """Pop --devices / --distributed: start the multi-host run (before anything touches
+    JAX), check the device count, and return it (RunConfig.devices; None: all)."""
     from knobsim.core import parallel
 
     devices, distributed = kw.pop("devices"), kw.pop("distributed")
     if parallel.distributed_requested(distributed):
         parallel.initialize_distributed()
     if devices is not None:
-        os.environ[parallel.DEVICES_ENV] = str(devices)
-    if parallel.requested_devices() is not None:
-        parallel.data_mesh()  # more devices than JAX sees: one line now, not mid-plan
+        parallel.data_mesh(n=devices)  # more devices than JAX sees: one line now, not mid-plan
+    return devices

@@ -62,7 +62,7 @@ def print_plan(console, cfg, count, lang, memory: int, available: int | None = N
                   f"{cfg.dtype}; malloc on huge pages: {'yes' if runtime.hugepages_active() else 'no'}")
     from knobsim.core import parallel
 
-    console.print(f"  {parallel.describe(parallel.data_mesh())}")
+    console.print(f"  {parallel.describe(parallel.data_mesh(n=cfg.devices))}")
     console.print(
         f"  language: {len(lang.words):,} words, zipf {lang.config.zipf:g}; floor {lang.entropy_rate:.4f} "
         f"nats/char, unigram {lang.unigram_loss:.4f}, bigram {lang.bigram_loss:.4f}"
@@ -157,32 +157,33 @@ def train(budget, arch, tokens, steps, batch, seq, lr, seed, dtype, out, chunk, 
       knobsim train --resume runs/transformer-1e5-s0-20261129-063000
     """
     from knobsim.core import parallel
+    from knobsim.io import multihost
     from knobsim.io import rundir as record
 
-    parallel_from(lang_kw)  # first: --distributed must come before JAX sees a device
+    devices = parallel_from(lang_kw)  # first: --distributed must come before JAX sees a device
     if resume_path is not None:
-        return _resume(resume_path, quiet, as_json, record_mfu, lang_kw)
+        return _resume(resume_path, quiet, as_json, record_mfu, devices, lang_kw)
     from knobsim.data.language import build_language
     from knobsim.models import sizing
     from knobsim.core.plan import plan_run
 
     from knobsim.core.plan import _available_memory
 
-    watch, live, tensorboard = watch_from(lang_kw)
+    watch, live = watch_from(lang_kw)
     language = language_from(lang_kw)
     lang = build_language(language)
     plan_kw = dict(params=budget, arch=arch, tokens=tokens, steps=steps, batch=batch, seq=seq,
                    lr=lr, seed=seed, language=language, chunk=chunk, ckpt_every=ckpt_every,
-                   keep=keep, dtype=dtype)
+                   keep=keep, dtype=dtype, watch=watch, devices=devices)
     cfg = plan_run(**plan_kw, check_memory=not dry_run)
     count = sizing.count_params(arch, cfg.model.shape)
     memory = sizing.memory_bytes(arch, cfg.model.shape, count.total, batch, seq)
     if dry_run:
         return _dry_run(cfg, plan_kw, count, lang, memory, as_json)
-    parallel.check_batch(batch, parallel.data_mesh())  # before the run directory is made
+    parallel.check_batch(batch, parallel.data_mesh(n=cfg.devices))  # before the run directory is made
 
-    if parallel.multi_process():  # process 0 writes the run; all share its checkpoints
-        run = parallel.shared_run_dir(out, overwrite, tensorboard)
+    if multihost.multi_process():  # process 0 writes the run; all share its checkpoints
+        run = multihost.shared_run_dir(out, cfg, overwrite)
     elif out is not None:
         record.check_out_dir(out, overwrite=overwrite)
         if overwrite:
@@ -196,8 +197,7 @@ def train(budget, arch, tokens, steps, batch, seq, lr, seed, dtype, out, chunk, 
     if not as_json:
         print_plan(console, cfg, count, lang, memory, _available_memory())
     install_stop_handlers()
-    summary = run_with_progress(cfg, run, lang, quiet or as_json, console, watch=watch, live=live,
-                                tensorboard=tensorboard)
+    summary = run_with_progress(cfg, run, lang, quiet or as_json, console, live=live)
     _record(summary, record_mfu, console, as_json)
     if as_json:
         click.echo(json.dumps(summary))
@@ -214,7 +214,7 @@ def _dry_run(cfg, plan_kw: dict, count, lang, memory: int, as_json: bool) -> Non
     refusal = None
     try:
         plan_run(**plan_kw, check_memory=True)
-        parallel.check_batch(cfg.train.batch, parallel.data_mesh())
+        parallel.check_batch(cfg.train.batch, parallel.data_mesh(n=cfg.devices))
     except KnobsimError as e:
         refusal = str(e)
     available = _available_memory()
@@ -266,7 +266,9 @@ def _record(summary: dict, record_mfu: bool, console, as_json: bool) -> None:
         console.print("--record-mfu: not recorded (the zoo's MFU is one float32 seed on one device)")
 
 
-def _resume(path: Path, quiet: bool, as_json: bool, record_mfu: bool, kw: dict):
+def _resume(path: Path, quiet: bool, as_json: bool, record_mfu: bool, devices: int | None, kw: dict):
+    import dataclasses
+
     from knobsim.core.runs import load_run, resume
 
     ctx = click.get_current_context()
@@ -280,6 +282,8 @@ def _resume(path: Path, quiet: bool, as_json: bool, record_mfu: bool, kw: dict):
             raise KnobsimError(f"{path}: this run is already finished (summary.json exists)")
     except KnobsimError as e:
         raise KnobsimError(f"--resume {e}") from None
+    if devices is not None:  # (the data layout, not the run: it may move to other hardware)
+        run = dataclasses.replace(run, cfg=dataclasses.replace(run.cfg, devices=devices))
     console = _err_console()
     if not as_json:
         step = run.latest_checkpoint()
@@ -287,8 +291,7 @@ def _resume(path: Path, quiet: bool, as_json: bool, record_mfu: bool, kw: dict):
             console.print(f"resuming {path} at step {step:,} of {run.cfg.train.steps:,} (its latest "
                           "checkpoint; what was logged after it is replayed)")
     install_stop_handlers()
-    summary = run_with_progress(run.cfg, None, None, quiet or as_json, console, watch=run.watch,
-                                live=bool(kw.get("watch")),
+    summary = run_with_progress(run.cfg, None, None, quiet or as_json, console, live=bool(kw.get("watch")),
                                 runner=lambda on_chunk=None: resume(path, on_chunk=on_chunk, loaded=run))
     _record(summary, record_mfu, console, as_json)
     if as_json:
@@ -297,21 +300,20 @@ def _resume(path: Path, quiet: bool, as_json: bool, record_mfu: bool, kw: dict):
         print_summary(console, summary, run.path)
 
 
-def run_with_progress(cfg, run, lang, quiet, console, watch=None, live=False, tensorboard=False,
-                      runner=None):
-    """Train with a progress bar (or, with ``live``, the live knob view) on ``console``.
-    ``runner(on_chunk=...)`` does the work (default: train.train of ``cfg`` into ``run``)."""
+def run_with_progress(cfg, run, lang, quiet, console, live=False, runner=None):
+    """Train with a progress bar (or, with ``live`` and a watched ``cfg``, the live knob view)
+    on ``console``. ``runner(on_chunk=...)`` does the work (default: train.train of ``cfg``
+    into ``run``)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from knobsim.core.train import train as train_fn
 
     if runner is None:
         def runner(on_chunk=None):
-            return train_fn(cfg, run=run, on_chunk=on_chunk, lang=lang, watch=watch,
-                            tensorboard=tensorboard, extra_config={"tensorboard": tensorboard})
+            return train_fn(cfg, run=run, on_chunk=on_chunk, lang=lang)
     if quiet:
         return runner()
-    if live and watch is not None:
+    if live and cfg.watch is not None:
         from rich.live import Live
 
         from knobsim.watch.live import LiveView

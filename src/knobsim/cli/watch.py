@@ -100,11 +100,14 @@ def finetune(run, tokens, steps, batch, lr, seed, out, as_json, quiet, **kw):
     from knobsim.core.finetune import finetune as finetune_fn
     from knobsim.core.finetune import plan_finetune
 
+    import dataclasses
+
     language = language_changes(kw)
-    w, live, tensorboard = watch_from(kw)
+    w, live = watch_from(kw)
     if lr is not None and not lr > 0:
         raise KnobsimError(f"--lr must be a positive number, got {lr}")
     plan = plan_finetune(run, language=language, tokens=tokens, steps=steps, batch=batch, lr=lr, seed=seed)
+    plan = dataclasses.replace(plan, cfg=dataclasses.replace(plan.cfg, watch=w))
     validate_language_config(plan.cfg.language)  # before the run directory exists
     if out is None:
         out = Path(run).parent / f"{Path(run).name}-ft-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -120,9 +123,8 @@ def finetune(run, tokens, steps, batch, lr, seed, out, as_json, quiet, **kw):
                       f"{_lang_diff(plan.pre.language, c.language)}")
     lang = build_language(c.language)  # noqa: F841 (built once, cached for the run)
     report = run_with_progress(
-        c, rd, lang, quiet or as_json, console, watch=w, live=live,
-        runner=lambda on_chunk=None: finetune_fn(plan, rd, watch=w, tensorboard=tensorboard,
-                                                 on_chunk=on_chunk))
+        c, rd, lang, quiet or as_json, console, live=live,
+        runner=lambda on_chunk=None: finetune_fn(plan, rd, on_chunk=on_chunk))
     if as_json:
         click.echo(json.dumps(record.clean_json(report)))
     else:

@@ -28,9 +28,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from knobsim.config import LanguageConfig, RunConfig
+from knobsim.config import FinetuneConfig, LanguageConfig, RunConfig
 from knobsim.errors import KnobsimError
-from knobsim.io.rundir import RunDir, load_params, read_json, write_json_atomic
+from knobsim.io.rundir import RunDir, load_params, read_json
 
 # Default fine-tune length: a quarter of the pre-training tokens (fine-tunes are short).
 DEFAULT_TOKEN_FRACTION = 0.25
@@ -100,6 +100,7 @@ def plan_finetune(
         seq=tc.seq, lr=lr if lr is not None else pre.optim.lr,
         seed=tc.seed + 1 if seed is None else seed, warmup=warmup, chunk=chunk,
         language=new_lang, check_memory=False, shape=pre.model.shape)  # the same model, exactly
+    cfg = dataclasses.replace(cfg, finetune=FinetuneConfig(source=str(Path(run)), pretrain_language=pre.language))
     return FinetunePlan(Path(run), pre, cfg)
 
 
@@ -188,9 +189,9 @@ def layer_restore_losses(plan: FinetunePlan, w_pre: dict, w_ft: dict, eval_orig)
     return out
 
 
-def finetune(plan: FinetunePlan, run: RunDir, *, watch=None, on_chunk=None, tensorboard: bool = False,
-             per_layer: bool = True) -> dict:
-    """Fine-tune, record, and compare; returns the report (also finetune.json in ``run``)."""
+def finetune(plan: FinetunePlan, run: RunDir, *, watch=None, on_chunk=None, per_layer: bool = True) -> dict:
+    """Fine-tune, record, and compare; returns the report (also finetune.json in ``run``).
+    ``watch``: what the fine-tune records (as train's; TensorBoard is ``watch.tensorboard``)."""
     from knobsim.data.language import build_language
     from knobsim.core.state import unflat_params
     from knobsim.core.train import train
@@ -200,10 +201,7 @@ def finetune(plan: FinetunePlan, run: RunDir, *, watch=None, on_chunk=None, tens
     orig_before = eval_orig(unflat_params(pre_cfg, w_pre))
     source = str(plan.source)
     summary = train(plan.cfg, run=run, on_chunk=on_chunk, lang=build_language(plan.cfg.language),
-                    watch=watch, tensorboard=tensorboard, init_params=w_pre,
-                    reference=f"pretrained:{source}",
-                    extra_config={"finetune": {"from": source,
-                                               "pretrain_language": dataclasses.asdict(pre_cfg.language)}})
+                    watch=watch, init_params=w_pre)
     w_ft = load_params(run.path)
     orig_after = eval_orig(unflat_params(pre_cfg, w_ft))
     w0 = initial_params(plan.source, pre_cfg)
@@ -236,7 +234,7 @@ def finetune(plan: FinetunePlan, run: RunDir, *, watch=None, on_chunk=None, tens
         restored = layer_restore_losses(plan, w_pre, w_ft, eval_orig)
         report["original_loss_with_layer_restored"] = restored
         report["forgetting_removed_by_restoring"] = {k: orig_after - v for k, v in restored.items()}
-    write_json_atomic(run.path / "finetune.json", report)
+    run.write_json("finetune.json", report)
     summary["finetune"] = {k: report[k] for k in (
         "source", "original_loss_before", "original_loss_after", "forgetting_nats",
         "new_loss_before", "new_loss_after", "pretrain_rel_drift", "finetune_rel_drift",

@@ -1,12 +1,14 @@
 """What happens between chunks: small hooks the host loop calls in order (levanter's hooks).
 
 Each hook sees a :class:`Chunk` (the results of one jitted chunk, on the host) and does one
-thing with it: write metrics rows, record knob statistics, write TensorBoard events, stop a
-diverged run, save a checkpoint, honour a stop signal. The loop itself (train.py) does no
-I/O; a run without a run directory simply has fewer hooks.
+thing with it: write the run directory's files, record knob statistics, write TensorBoard
+events, stop a diverged run, save a checkpoint, honour a stop signal. The loop itself
+(train.py) does no I/O: every file a run writes is written here or by io/ (the recorders
+they call); a run without a run directory simply has fewer hooks.
 
     hook.begin(state, first_eval)   a fresh run, after the step-0 evaluation
     hook.chunk(c)                   after every chunk, in list order; may raise to stop
+    hook.end(state, summaries)      the run trained to its last step; summaries per seed
     hook.close()                    always, once (normal end, divergence, stop, error)
 """
 
@@ -55,25 +57,44 @@ class Hook:
     def chunk(self, c: Chunk) -> None:
         pass
 
+    def end(self, state, summaries: list[dict]) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
 
-class MetricsHook(Hook):
-    """metrics.jsonl of every seed's run directory (None entries write nothing)."""
+class RunFilesHook(Hook):
+    """Each seed's run directory (None entries write nothing): config.json (the seed's
+    RunConfig, exactly) and the step-0 row when a run starts, metrics.jsonl rows after every
+    chunk, the final weights (params.npz) and summary.json at the end."""
 
-    def __init__(self, runs):
-        self.runs = [r for r in runs]
+    def __init__(self, runs, configs, vmapped: bool = False):
+        self.runs, self.configs, self.vmapped = list(runs), list(configs), vmapped
 
     def begin(self, state, first_eval):
-        for i, run in enumerate(self.runs):
+        for i, (run, cfg) in enumerate(zip(self.runs, self.configs)):
             if run is not None:
+                run.write_config(cfg.to_dict())
                 run.append_metrics([{"step": 0, "tokens": 0, "eval_loss": first_eval[i]}])
 
     def chunk(self, c):
         for run, rows in zip(self.runs, c.rows):
             if run is not None:
                 run.append_metrics(rows)
+
+    def end(self, state, summaries):
+        if all(run is None for run in self.runs):
+            return
+        if self.vmapped:  # one copy to the host, sliced there (a slice per leaf and seed on
+            host = jax.device_get(state.params)  # the device compiled one per shape)
+            per_seed = [jax.tree.map(lambda x: x[i], host) for i in range(len(self.runs))]
+        else:
+            per_seed = [state.params]
+        for run, params, summary in zip(self.runs, per_seed, summaries):
+            if run is not None:
+                run.save_params(flat_params(params))
+                run.write_summary(summary)
 
     def close(self):
         for run in self.runs:
@@ -90,6 +111,7 @@ class WatchHook(Hook):
         self.last = None  # the last recorded rows (the summary's knob statistics)
 
     def begin(self, state, first_eval):
+        self.recorder.write_index()
         host0 = jax.tree.map(lambda x: np.array(x, copy=True), state.params)
         # Step 0 on the host in numpy: no second program to compile for one row.
         w0 = knobs.watch_stats(host0, host0, None, None, self.sample, xp=np)

@@ -16,12 +16,15 @@ and the gradients are summed by an all-reduce. Nothing else changes: the random 
 (threefry is partitionable) and so the data stream are the same as on one device, and the
 losses agree with a one-device run to float rounding.
 
-With one device (or ``KNOBSIM_DEVICES=1``) there is no mesh at all (``data_mesh`` returns
-None) and every program is exactly the single-device one.
+How many devices a run uses is its config's ``RunConfig.devices`` (``--devices N``, or
+``KNOBSIM_DEVICES=N`` read by the CLI; None: every device JAX sees). With one device there
+is no mesh at all (``data_mesh`` returns None) and every program is exactly the
+single-device one.
 
 Multi-host: ``initialize_distributed`` calls ``jax.distributed.initialize`` before JAX
 touches a device (``knobsim train --distributed`` or ``KNOBSIM_DISTRIBUTED=1``); the mesh
-then spans every process's devices (docs/devices.md).
+then spans every process's devices (docs/devices.md). The run directory such a run shares,
+written by process 0, is io/multihost.py's.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from jax.sharding import PartitionSpec as P
 from knobsim.errors import KnobsimError
 
 AXIS = "data"  # the mesh's one axis: the batch is split along it
-DEVICES_ENV = "KNOBSIM_DEVICES"  # use this many devices (1: no data parallelism)
+DEVICES_ENV = "KNOBSIM_DEVICES"  # the CLI's --devices from the environment (cli/options.py)
 DISTRIBUTED_ENV = "KNOBSIM_DISTRIBUTED"  # 1: call jax.distributed.initialize first
 # JAX reads the coordinator address itself (JAX_COORDINATOR_ADDRESS) but takes the number
 # of processes and this process's id only from a cluster it detects (Slurm, Open MPI,
@@ -53,22 +56,15 @@ def _env_int(name: str) -> int | None:
         value = int(raw)
     except ValueError:
         value = -1
-    if value < 0 or (name == DEVICES_ENV and value < 1):
-        raise KnobsimError(f"{name}={raw!r} is not a {'positive' if name == DEVICES_ENV else 'non-negative'} "
-                           "integer; set it to a number or unset it")
+    if value < 0:
+        raise KnobsimError(f"{name}={raw!r} is not a non-negative integer; set it to a number or unset it")
     return value
-
-
-def requested_devices() -> int | None:
-    """The device count asked for through KNOBSIM_DEVICES (``--devices``), or None: all."""
-    return _env_int(DEVICES_ENV)
 
 
 def data_mesh(devices=None, n: int | None = None) -> Mesh | None:
     """A one-axis ("data") mesh over ``devices`` (default: jax.devices(), all processes),
-    limited to ``n`` of them (default: KNOBSIM_DEVICES, else all); None for one device."""
+    limited to ``n`` of them (a run's ``RunConfig.devices``; None: all); None for one device."""
     devs = list(jax.devices() if devices is None else devices)
-    n = requested_devices() if n is None else n
     n = len(devs) if n is None else n
     if n < 1 or n > len(devs):
         raise KnobsimError(f"asked for {n} devices but JAX sees {len(devs)}; "
@@ -177,101 +173,3 @@ def initialize_distributed() -> None:
             f"--distributed: jax.distributed.initialize failed ({' '.join(str(e).split())}); set "
             f"JAX_COORDINATOR_ADDRESS=host:port, {NUM_PROCESSES_ENV} and {PROCESS_ID_ENV} on every "
             "host, or start under Slurm / Open MPI") from None
-
-
-# -- multi-host: one run directory, written by process 0 -----------------------------------
-#
-# Every process runs the same program on its own devices and computes the same (replicated)
-# numbers, so one writer is enough: process 0 writes config, metrics, summary, weights and
-# knob records. Orbax checkpoints are written by all processes together (each its own
-# shards, process 0 the metadata), so every process opens the same directory: a multi-host
-# run needs --out on a filesystem that every host sees.
-
-
-def multi_process() -> bool:
-    return jax.process_count() > 1
-
-
-def sync(name: str) -> None:
-    """A barrier across processes (nothing with one process)."""
-    if multi_process():
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(name)
-
-
-def _run_classes():
-    from knobsim.io import rundir as record
-
-    class LeaderRun(record.RunDir):
-        """Process 0: writes the run directory as a single-host run does."""
-
-        def truncate_after(self, step: int) -> list[dict]:
-            rows = super().truncate_after(step)
-            # Drop the knob records past the checkpoint here, before the others look, so
-            # their recorders find nothing to delete (no two processes unlink one file).
-            from knobsim.watch.recorder import truncate_records
-
-            truncate_records(self.path, step)
-            sync("knobsim:truncated")
-            return rows
-
-    class FollowerRun(record.RunDir):
-        """Processes 1..n-1: the same directory (for the shared checkpoints); writes nothing."""
-
-        def write_config(self, config) -> None:
-            pass
-
-        def append_metrics(self, rows) -> None:
-            pass
-
-        def write_summary(self, summary) -> None:
-            pass
-
-        def save_npz(self, rel, arrays, compressed=False):
-            return self.path / rel
-
-        def write_json(self, rel, obj):
-            return self.path / rel
-
-        def truncate_after(self, step: int) -> list[dict]:
-            sync("knobsim:truncated")  # process 0 has rewritten the files
-            return [r for r in record.read_metrics(self.path) if r.get("step", 0) <= step]
-
-    return LeaderRun, FollowerRun
-
-
-def _multi_host_checks(tensorboard: bool) -> None:
-    if tensorboard:
-        raise KnobsimError("--tensorboard is single-host (each process would write event files); "
-                           "drop it, or run on one host")
-
-
-def shared_run_dir(out, overwrite: bool = False, tensorboard: bool = False):
-    """A new run directory for a multi-host run: process 0 creates it, the others wait."""
-    from knobsim.io import rundir as record
-
-    _multi_host_checks(tensorboard)
-    if out is None:
-        raise KnobsimError("a multi-host run needs --out DIR on a filesystem every host shares")
-    leader, follower = _run_classes()
-    if jax.process_index() == 0:
-        record.check_out_dir(out, overwrite=overwrite)
-        if overwrite:
-            record.remove_run_dir(out)
-        run = leader.create(out)
-    else:
-        run = follower(out)
-    sync("knobsim:run-dir")  # (if process 0 failed, JAX's heartbeat stops the others)
-    return run
-
-
-def existing_run_dir(path, tensorboard: bool = False):
-    """A run directory to resume: written by process 0 only in a multi-host run."""
-    from knobsim.io import rundir as record
-
-    if not multi_process():
-        return record.RunDir(path)
-    _multi_host_checks(tensorboard)
-    leader, follower = _run_classes()
-    return (leader if jax.process_index() == 0 else follower)(path)

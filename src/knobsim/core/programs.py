@@ -196,8 +196,8 @@ def build_programs(cfg: RunConfig, n_words: int, watch: knobs.WatchConfig | None
     mults = lr_multipliers(cfg)
     if mults is not None:
         tx = _with_lr_multipliers(tx, mults)
-    # [parallel] None with one device (or KNOBSIM_DEVICES=1): the programs are unchanged.
-    mesh = parallel.data_mesh()
+    # [parallel] None with one device (or cfg.devices == 1): the programs are unchanged.
+    mesh = parallel.data_mesh(n=cfg.devices)
     parallel.check_batch(cfg.train.batch, mesh)
     advance, train_step, chunk = _step_fns(cfg, n_words, tx, apply, compute, mesh)
     names = tuple(sizing.param_shapes(cfg.model.arch, shape))
@@ -239,7 +239,7 @@ _KEEP = 8
 def programs_for(cfg: RunConfig, n_words: int, watch: knobs.WatchConfig | None = None) -> Programs:
     """build_programs, memoised within the process (see _BUILT)."""
     unseeded = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=0))
-    key = json.dumps([dataclasses.asdict(unseeded), n_words, repr(watch), repr(parallel.data_mesh())],
+    key = json.dumps([dataclasses.asdict(unseeded), n_words, repr(watch), repr(parallel.data_mesh(n=cfg.devices))],
                      sort_keys=True, default=repr)
     progs = _BUILT.pop(key, None) or build_programs(cfg, n_words, watch=watch)
     _BUILT[key] = progs

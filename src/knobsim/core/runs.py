@@ -2,12 +2,13 @@
 
     import knobsim as ks
 
-    run = ks.load_run("runs/transformer-1e5-s0-...")   # its RunConfig, watch and TensorBoard
+    run = ks.load_run("runs/transformer-1e5-s0-...")   # its RunConfig (watch, TensorBoard...)
     summary = ks.resume("runs/transformer-1e5-s0-...")  # from its latest checkpoint, bit for bit
 
-config.json holds the RunConfig and, beside it, the run's watch settings (``watch``) and
-whether it writes TensorBoard files (``tensorboard``): `load_run` reads all three back, so
-a resumed run records exactly what the interrupted one did.
+config.json is exactly the run's RunConfig (what it records, TensorBoard, devices and a
+fine-tune's source included), so a resumed run records exactly what the interrupted one
+did. Run directories written before issue 24 kept the watch settings and a ``tensorboard``
+flag beside the RunConfig; they read back into the same RunConfig (config.RunConfig.from_dict).
 """
 
 from __future__ import annotations
@@ -25,10 +26,13 @@ class LoadedRun:
     """A run directory's configuration, read back from its config.json."""
 
     path: Path
-    cfg: RunConfig
-    watch: object  # knobsim.watch.stats.WatchConfig, or None for a run that records no knobs
-    tensorboard: bool
+    cfg: RunConfig  # the whole run, as it was started
     finished: bool  # summary.json exists
+
+    @property
+    def watch(self):
+        """What the run records (its ``cfg.watch``; None: no knobs)."""
+        return self.cfg.watch
 
     def latest_checkpoint(self) -> int | None:
         """The step of its newest checkpoint (None: none written yet)."""
@@ -44,7 +48,6 @@ class LoadedRun:
 def load_run(path) -> LoadedRun:
     """Read a run directory's config.json back (a KnobsimError names what is wrong)."""
     from knobsim.io import rundir as record
-    from knobsim.watch.stats import WatchConfig
 
     path = Path(path)
     if not path.is_dir():
@@ -54,24 +57,24 @@ def load_run(path) -> LoadedRun:
     raw = record.read_json(path / "config.json")
     try:
         cfg = RunConfig.from_dict(raw)
-        watch = WatchConfig(**raw["watch"]) if raw.get("watch") else None
-    except (KeyError, TypeError) as e:
+    except (KeyError, TypeError, AttributeError, KnobsimError) as e:
         raise KnobsimError(f"{path}/config.json is not a knobsim run config ({e})") from None
-    return LoadedRun(path=path, cfg=cfg, watch=watch, tensorboard=bool(raw.get("tensorboard", False)),
-                     finished=(path / "summary.json").exists())
+    if raw.get("tensorboard") and raw.get("watch") is None:  # (written before issue 24)
+        record.warn(f"{path} wrote TensorBoard files without recording knobs; a resume of it "
+                    "writes no more of them (TensorBoard is now part of the knob records)")
+    return LoadedRun(path=path, cfg=cfg, finished=(path / "summary.json").exists())
 
 
 def resume(path, on_chunk: Callable | None = None, loaded: LoadedRun | None = None) -> dict:
     """Continue an unfinished run from its latest checkpoint, bit for bit, and return its
-    summary (what `knobsim train --resume PATH` runs)."""
-    from knobsim.core import parallel
+    summary (what `knobsim train --resume PATH` runs). ``loaded``: the run as load_run read
+    it (or with its config changed where a resume may: ``devices``)."""
     from knobsim.core.train import train
     from knobsim.data.language import build_language
+    from knobsim.io.multihost import existing_run_dir
 
     run = loaded or load_run(path)
     if run.finished:
         raise KnobsimError(f"{run.path}: this run is already finished (summary.json exists)")
-    rd = parallel.existing_run_dir(run.path, run.tensorboard)
-    return train(run.cfg, run=rd, on_chunk=on_chunk, lang=build_language(run.cfg.language),
-                 watch=run.watch, tensorboard=run.tensorboard, resume=True,
-                 extra_config={"tensorboard": run.tensorboard})
+    rd = existing_run_dir(run.path, run.cfg)
+    return train(run.cfg, run=rd, on_chunk=on_chunk, lang=build_language(run.cfg.language), resume=True)

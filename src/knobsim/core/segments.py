@@ -5,6 +5,10 @@ timing is kept in RUN/segments.json, rewritten after every checkpoint (so it alw
 describes the state a resume restores); a resume reads the earlier segments from it and the
 summary adds them all up (docs/file-formats.md, summary.json). A segment counts up to its
 last checkpoint: time after it, lost to a kill, is replayed and not counted twice.
+
+segments.json also keeps what the summary needs beyond the weights at that checkpoint: the
+last chunk's mean train loss and the latest evaluation (``train_loss``, ``eval_loss``). A
+run resumed from its final checkpoint trains nothing and takes them from there.
 """
 
 from __future__ import annotations
@@ -28,26 +32,36 @@ def segment(progress, start: int, t_start: float, tokens_per_step: int) -> dict:
 
 
 class SegmentsHook(Hook):
-    """After each checkpoint: RUN/segments.json = the earlier segments and this one so far."""
+    """After each checkpoint: RUN/segments.json = the earlier segments, this one so far, and
+    the progress's losses at that checkpoint (``progress``: the loop's; one seed)."""
 
-    def __init__(self, run, ckpt, earlier: list[dict], current: Callable[[], dict]):
+    def __init__(self, run, ckpt, earlier: list[dict], current: Callable[[], dict], progress):
         self.run, self.ckpt, self.earlier, self.current = run, ckpt, earlier, current
+        self.progress = progress
 
     def chunk(self, c):
         if self.ckpt.latest_step() == c.step:
+            p = self.progress
             self.run.write_json(SEGMENTS_FILE, {"checkpoint_step": c.step,
-                                                "segments": [*self.earlier, self.current()]})
+                                                "segments": [*self.earlier, self.current()],
+                                                "train_loss": float(p.chunk_losses[0]),
+                                                "eval_loss": float(p.last_eval[0])})
 
 
-def earlier_segments(run, start: int) -> list[dict]:
-    """The segments before a resume from the checkpoint of ``start`` ([] for a run that has
-    none recorded)."""
+def resume_point(run, start: int) -> tuple[list[dict], dict | None]:
+    """What segments.json says about a resume from the checkpoint of ``start``: the segments
+    before it ([] for a run that has none recorded) and its losses ({"train_loss",
+    "eval_loss"}; None when segments.json was not written at that checkpoint, or by a
+    knobsim from before it kept them)."""
     from knobsim.io.rundir import read_json
 
     path = run.path / SEGMENTS_FILE
     if not path.is_file():
-        return []
-    return [g for g in read_json(path).get("segments", []) if g.get("from_step", 0) < start]
+        return [], None
+    d = read_json(path)
+    earlier = [g for g in d.get("segments", []) if g.get("from_step", 0) < start]
+    kept = d.get("checkpoint_step") == start and "train_loss" in d and "eval_loss" in d
+    return earlier, {k: d[k] for k in ("train_loss", "eval_loss")} if kept else None
 
 
 def timing(segments: list[dict]) -> dict:

@@ -36,11 +36,12 @@ class Session:
     vmapped: bool
 
     @classmethod
-    def build(cls, cfg, seeds, lang, vmapped, watch, init_params) -> "Session":
+    def build(cls, cfg: RunConfig, seeds, lang, vmapped: bool, init_params=None) -> "Session":
+        """``init_params`` (flat, by leaf path): start from these weights (a fine-tune)."""
         lang = lang or build_language(cfg.language)
         tables = device_tables(lang)
         n_words = words_needed(lang, cfg.train.seq)
-        progs = programs_for(cfg, n_words, watch=watch)
+        progs = programs_for(cfg, n_words, watch=cfg.watch)
         if init_params is not None:
             params0 = unflat_params(cfg, init_params)
             states = [TrainState(jnp.zeros((), jnp.int32), params0, progs.opt_init(params0),
@@ -65,11 +66,12 @@ class Session:
         fn = self.progs.eval_many if self.vmapped else self.progs.eval_loss
         return np.atleast_1d(np.asarray(jax.device_get(fn(params, self.ev_tokens)), dtype=np.float64))
 
-    def run_chunk(self, n: int, ref, watched: bool):
-        """Run ``n`` steps as one jitted call; returns (metrics (S, n), watch output, seconds)."""
+    def run_chunk(self, n: int, ref):
+        """Run ``n`` steps as one jitted call; returns (metrics (S, n), watch output, seconds).
+        A watched run's chunk also returns knob statistics, measured from ``ref``."""
         t0 = time.perf_counter()
         p = self.progs
-        if watched:
+        if self.cfg.watch is not None:
             self.state, metrics = p.watched_chunk(self.state, ref, self.tables, self.pool,
                                                   jnp.int32(n), self.cfg.train.chunk)
         else:

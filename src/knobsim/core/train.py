@@ -3,11 +3,12 @@
     train(cfg, run)            one seed; writes the run directory through hooks (hooks.py)
     train_seeds(cfg, seeds)    several seeds in one vmapped program
 
-The loop only sees chunks (programs.py): it runs one, hands the results to each hook in
-turn (metrics rows, knob records, TensorBoard, the divergence guard, the checkpoint policy,
-a graceful stop), then reports progress. Everything here is arranged around four pieces:
-:class:`Session` (programs, state and data of a run), :func:`_hooks` (what a run records),
-:func:`_run_chunks` (the loop) and :func:`_summaries` (what it returns and writes last).
+A run is its RunConfig: what it records (``cfg.watch``, TensorBoard included), on how many
+devices, from which weights (``cfg.finetune``). :func:`_train` is the loop, top to bottom:
+build the :class:`Session` (programs, state, data), start or resume (:func:`_begin`), run
+the chunks and hand each to the hooks in turn (:func:`_hooks`: the run directory's files,
+knob records, TensorBoard, the divergence guard, the checkpoint policy, a graceful stop),
+then summarise (:func:`_summaries`). The loop writes no file itself; the hooks and io/ do.
 """
 
 from __future__ import annotations
@@ -63,22 +64,20 @@ def train(
     lang: Language | None = None,
     *,
     watch: knobs.WatchConfig | None = None,
-    tensorboard: bool = False,
     init_params: dict[str, np.ndarray] | None = None,
-    reference: str = "init",
-    extra_config: dict | None = None,
     resume: bool = False,
 ) -> dict:
     """Train ``cfg``; write to ``run`` (an io.rundir.RunDir) if given; return the summary.
 
-    ``watch`` records knob statistics, dials and snapshots into ``run`` (watch/recorder.py);
-    ``tensorboard`` also writes event files. ``init_params`` (flat, by leaf path) starts
-    from given weights instead of the seed's init (fine-tuning); drift is then measured
-    from them and ``reference`` names them in the records. ``extra_config`` is merged into
-    config.json. With a run directory, checkpoints go to RUN/checkpoints (io/checkpoint.py);
-    ``resume`` continues ``run`` from its latest checkpoint, bit for bit."""
-    req = Request([run], on_chunk, watch, tensorboard, init_params, reference, extra_config, resume)
-    return _train(cfg, [cfg.train.seed], lang, False, req)[0]
+    What the run records is ``cfg.watch`` (knob statistics, dials, snapshots, TensorBoard);
+    ``watch`` here is short for ``dataclasses.replace(cfg, watch=watch)``. ``init_params``
+    (flat, by leaf path) starts from given weights instead of the seed's init: a fine-tune,
+    whose ``cfg.finetune`` names them (drift is measured from them). With a run directory,
+    checkpoints go to RUN/checkpoints (io/checkpoint.py); ``resume`` continues ``run`` from
+    its latest checkpoint, bit for bit."""
+    if watch is not None:
+        cfg = dataclasses.replace(cfg, watch=watch)
+    return _train(cfg, [cfg.train.seed], lang, False, Request([run], on_chunk, init_params, resume))[0]
 
 
 def train_seeds(
@@ -100,38 +99,179 @@ def train_seeds(
 
 @dataclasses.dataclass(frozen=True)
 class Request:
-    """What one call of the loop is asked for (train's and train_seeds' arguments)."""
+    """What one call of the loop is asked for beyond the config (train's and train_seeds'
+    arguments)."""
 
     runs: list  # one io.rundir.RunDir (or None: write nothing) per seed
     on_chunk: Callable[[ChunkReport], None] | None = None
-    watch: knobs.WatchConfig | None = None  # record knob statistics, dials, snapshots
-    tensorboard: bool = False
-    init_params: dict | None = None  # start from these weights (fine-tuning)
-    reference: str = "init"  # what drift is measured from, as the records name it
-    extra_config: dict | None = None  # merged into config.json
+    init_params: dict | None = None  # start from these weights (a fine-tune)
     resume: bool = False  # continue runs[0] from its latest checkpoint
 
-    def check(self, vmapped: bool) -> None:
-        if vmapped and (self.watch is not None or self.tensorboard or self.init_params is not None):
+    def check(self, cfg: RunConfig, vmapped: bool) -> None:
+        if vmapped and (cfg.watch is not None or self.init_params is not None):
             raise KnobsimError("watching, TensorBoard and fine-tuning take one seed at a time")
-        if (self.watch is not None or self.tensorboard) and self.runs[0] is None:
+        if cfg.watch is not None and self.runs[0] is None:
             raise KnobsimError("watching and TensorBoard write into a run directory; give one")
+        if self.resume and (vmapped or self.runs[0] is None):
+            raise KnobsimError("resuming needs the run directory of a single-seed run")
 
 
 @dataclasses.dataclass(frozen=True)
 class _Start:
-    """Where this segment of the run starts (step 0, or a resumed checkpoint's)."""
+    """Where this segment of the run starts: step 0, or a resumed checkpoint."""
 
     step: int
     ref: object  # the reference weights drift is measured from (None when not watching)
-    rows0: list | None  # the metrics logged before the checkpoint (resume only)
     first_eval: np.ndarray  # the eval loss at step 0 (per seed)
+    last_eval: np.ndarray  # the latest eval loss (per seed): step 0's, or the checkpoint's
+    chunk_losses: np.ndarray | None  # the checkpoint's last chunk's mean train loss (resume)
+    earlier: list  # the segments before this one (resume; core/segments.py)
     snaps: frozenset  # steps whose weights are snapshotted (watching only)
 
 
-def _stops(cfg: RunConfig, snaps: set[int]):
-    """Where each chunk ends: multiples of the chunk length (where evaluations fall) and,
-    when watching, also exactly at the snapshot steps."""
+@dataclasses.dataclass
+class _Progress:
+    """Where the loop is. Throughput counts this segment's chunks after its first (which
+    compiles): their tokens and seconds."""
+
+    step: int
+    last_eval: np.ndarray  # the latest eval loss (per seed)
+    chunk_losses: np.ndarray | None  # the latest chunk's mean train loss (per seed)
+    begin: int  # the segment's first step
+    steady_tokens: int = 0
+    steady_s: float = 0.0
+
+    def advance(self, n: int, tokens: int, seconds: float) -> None:
+        if self.step > self.begin:  # the first chunk of every segment (the start, a resume) compiles
+            self.steady_tokens += tokens
+            self.steady_s += seconds
+        self.step += n
+
+    def tokens_per_s(self, fallback: float) -> float:
+        return self.steady_tokens / self.steady_s if self.steady_s > 0 else fallback
+
+
+def _train(cfg: RunConfig, seeds: list[int], lang, vmapped: bool, req: Request) -> list[dict]:
+    """The host loop, top to bottom."""
+    t_start = time.perf_counter()
+    STOP["signal"] = None
+    req.check(cfg, vmapped)
+    s = Session.build(cfg, seeds, lang, vmapped, req.init_params)
+    ckpt = _checkpointer(cfg, req.runs[0], vmapped)
+    tc, per_step_all_seeds = cfg.train, cfg.train.tokens_per_step * len(seeds)
+    hooks: list[H.Hook] = []
+    try:
+        st = _begin(s, req, ckpt)  # step 0 evaluated, or the latest checkpoint restored
+        prog = _Progress(st.step, st.last_eval, st.chunk_losses, begin=st.step)
+        this_segment = functools.partial(G.segment, prog, st.step, t_start, per_step_all_seeds)
+        hooks = _hooks(s, req, ckpt, st, prog, this_segment)
+        if not req.resume:  # config.json, the step-0 row and knob records, checkpoint 0
+            for h in hooks:
+                h.begin(s.state, st.first_eval)
+        next_stop = _stops(cfg, st.snaps)
+        while prog.step < tc.steps:
+            n = next_stop(prog.step) - prog.step
+            metrics, watch_out, dt = s.run_chunk(n, st.ref)  # the one host sync per chunk
+            prog.advance(n, n * per_step_all_seeds, dt)
+            ev = None
+            if prog.step % tc.eval_every == 0 or prog.step == tc.steps:
+                ev = prog.last_eval = s.evaluate(s.state.params)
+            prog.chunk_losses = metrics["loss"].mean(axis=1)
+            rows = [_rows(prog.step, n, tc.tokens_per_step, metrics, ev, i) for i in range(len(seeds))]
+            c = H.Chunk(prog.step, n, s.state, metrics, rows, ev, watch_out)
+            for h in hooks:  # files, knob records, TensorBoard, divergence, checkpoint, a stop
+                h.chunk(c)
+            if req.on_chunk is not None:
+                req.on_chunk(_report(cfg, prog, c, fallback_tps=n * per_step_all_seeds / dt))
+        timing = G.timing([*st.earlier, this_segment()])
+        summaries = _summaries(s, prog, st.first_eval, timing, _last_watch(hooks))
+        for h in hooks:  # the final weights and summary.json
+            h.end(s.state, summaries)
+    finally:  # every file closed, whatever ended the run (the end, divergence, a stop, an error)
+        H.close_all(hooks or ([ckpt] if ckpt is not None else []))
+    return summaries
+
+
+def _checkpointer(cfg: RunConfig, run, vmapped: bool):
+    """RUN/checkpoints of a single-seed run with a run directory; None otherwise."""
+    if run is None or vmapped:
+        return None
+    from knobsim.io.checkpoint import Checkpointer
+
+    return Checkpointer(run.path, keep=cfg.train.keep)
+
+
+def _reference(cfg: RunConfig) -> str:
+    """What drift is measured from, as the records name it."""
+    return "init" if cfg.finetune is None else f"pretrained:{cfg.finetune.source}"
+
+
+def _begin(s: Session, req: Request, ckpt) -> _Start:
+    """A fresh start (the reference weights copied, step 0 evaluated) or a resume: the
+    checkpoint restored and what was logged after it dropped (it is logged again)."""
+    watch = s.cfg.watch
+    snaps = frozenset(knobs.snapshot_steps(s.cfg.train.steps) if watch is not None and watch.snapshots else ())
+    if not req.resume:
+        # The reference is a copy: the state's own buffers are donated to each chunk.
+        ref = None if watch is None else jax.tree.map(jnp.copy, s.state.params)
+        first_eval = s.evaluate(s.state.params)
+        return _Start(0, ref, first_eval, first_eval, None, [], snaps)
+    step, earlier, kept = _resume_point(s.cfg, req.runs[0], ckpt)
+    s.state, ref = ckpt.restore(s.state, step=step, ref_like=None if watch is None else s.state.params)
+    rows0 = req.runs[0].truncate_after(step)
+    first_eval = np.array([rows0[0]["eval_loss"]])
+    if kept is None:  # the chunks after the checkpoint set both
+        return _Start(step, ref, first_eval, first_eval, None, earlier, snaps)
+    losses = np.array([kept["train_loss"]])
+    return _Start(step, ref, first_eval, np.array([kept["eval_loss"]]), losses, earlier, snaps)
+
+
+def _resume_point(cfg: RunConfig, run, ckpt) -> tuple[int, list, dict | None]:
+    """The checkpoint a resume restores (the latest), the segments before it and the losses
+    segments.json kept at it. A run stopped after its final checkpoint trains nothing, so
+    its summary takes its losses from there; a run directory from before they were kept
+    (issue 24) restores the checkpoint before instead and replays the last stretch, the
+    same bits (its wall time then counts that stretch twice)."""
+    step = ckpt.latest_step()
+    if step is None:
+        raise KnobsimError(f"no checkpoint in {ckpt.directory}; nothing to resume from")
+    earlier, kept = G.resume_point(run, step)
+    if step == cfg.train.steps and kept is None:
+        before = [k for k in ckpt.steps() if k < step]
+        if not before:
+            raise KnobsimError(f"{run.path}: its final checkpoint kept no losses (segments.json) and "
+                               "there is no earlier checkpoint to replay from; train it again")
+        step = before[-1]
+        earlier, kept = G.resume_point(run, step)
+    return step, earlier, kept
+
+
+def _hooks(s: Session, req: Request, ckpt, st: _Start, prog: _Progress, this_segment) -> list[H.Hook]:
+    """The hooks of a run, in the order they see each chunk."""
+    cfg, run0, watch = s.cfg, req.runs[0], s.cfg.watch
+    configs = [dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=sd)) for sd in s.seeds]
+    hooks: list[H.Hook] = [H.RunFilesHook(req.runs, configs, s.vmapped)]
+    if watch is not None:
+        from knobsim.watch.recorder import TensorBoardLog, WatchRecorder
+
+        shapes = sizing.param_shapes(cfg.model.arch, cfg.model.shape)
+        rec = WatchRecorder(run0, s.progs.names, shapes, s.progs.sample, watch, cfg.train.steps,
+                            _reference(cfg))
+        hooks.append(H.WatchHook(rec, watch, set(st.snaps), s.progs.names, s.progs.sample))
+        if watch.tensorboard:
+            hooks.append(H.TensorBoardHook(TensorBoardLog(run0.path / "tensorboard"), s.progs.names))
+    threshold = DIVERGED_FACTOR * max(float(np.max(st.first_eval)), math.log(VOCAB))
+    hooks.append(H.DivergenceGuard(threshold, cfg.optim.lr, ckpt))
+    if ckpt is not None:
+        hooks.append(H.CheckpointHook(ckpt, cfg.train.steps, cfg.train.ckpt_every, st.ref))
+        hooks.append(G.SegmentsHook(run0, ckpt, st.earlier, this_segment, prog))
+    hooks.append(H.StopGuard(None if run0 is None else run0.path))
+    return hooks
+
+
+def _stops(cfg: RunConfig, snaps: frozenset):
+    """Where each chunk ends: multiples of the chunk length (where evaluations and
+    checkpoints fall) and, when watching, also exactly at the snapshot steps."""
     tc = cfg.train
 
     def next_stop(step: int) -> int:
@@ -142,6 +282,7 @@ def _stops(cfg: RunConfig, snaps: set[int]):
 
 
 def _rows(step: int, n: int, per_step: int, metrics: dict, ev, i: int) -> list[dict]:
+    """Seed ``i``'s metrics rows of the chunk of ``n`` steps ending at ``step``."""
     rows = [{"step": step - n + j + 1, "tokens": (step - n + j + 1) * per_step,
              **{k: float(v[i, j]) for k, v in metrics.items()}} for j in range(n)]
     if ev is not None:
@@ -149,155 +290,20 @@ def _rows(step: int, n: int, per_step: int, metrics: dict, ev, i: int) -> list[d
     return rows
 
 
-def _hooks(s: Session, req: Request, ckpt, st: _Start, segments=None):
-    """The hooks of a run, in the order they see each chunk. ``segments``: core/segments.py."""
-    cfg, run0, watch = s.cfg, req.runs[0], req.watch
-    hooks: list[H.Hook] = [H.MetricsHook(req.runs)]
-    if watch is not None:
-        from knobsim.watch.recorder import WatchRecorder
-
-        rec = WatchRecorder(run0, s.progs.names, sizing.param_shapes(cfg.model.arch, cfg.model.shape),
-                            s.progs.sample, watch, cfg.train.steps, req.reference)
-        if req.resume:
-            rec.truncate_after(st.step)
-        hooks.append(H.WatchHook(rec, watch, set(st.snaps), s.progs.names, s.progs.sample))
-    if req.tensorboard:
-        from knobsim.watch.recorder import TensorBoardLog
-
-        hooks.append(H.TensorBoardHook(TensorBoardLog(run0.path / "tensorboard"), s.progs.names))
-    threshold = DIVERGED_FACTOR * max(float(np.max(st.first_eval)), math.log(VOCAB))
-    hooks.append(H.DivergenceGuard(threshold, cfg.optim.lr, ckpt))
-    if ckpt is not None:
-        hooks.append(H.CheckpointHook(ckpt, cfg.train.steps, cfg.train.ckpt_every, st.ref))
-        if segments is not None:
-            hooks.append(G.SegmentsHook(run0, ckpt, *segments))
-    hooks.append(H.StopGuard(None if run0 is None else run0.path))
-    return hooks
+def _report(cfg: RunConfig, prog: _Progress, c: H.Chunk, fallback_tps: float) -> ChunkReport:
+    ev = None if c.eval_loss is None else float(np.mean(c.eval_loss))
+    return ChunkReport(prog.step, cfg.train.steps, prog.step * cfg.train.tokens_per_step,
+                       float(np.mean(prog.chunk_losses)), prog.tokens_per_s(fallback_tps), ev,
+                       c.report_watch)
 
 
-@dataclasses.dataclass
-class _Progress:
-    step: int
-    last_eval: np.ndarray
-    chunk_losses: np.ndarray | None = None
-    steady_tokens: int = 0  # tokens and seconds after the segment's first chunk (which compiles)
-    steady_s: float = 0.0
-
-    def tokens_per_s(self, fallback: float) -> float:
-        return self.steady_tokens / self.steady_s if self.steady_s > 0 else fallback
+def _last_watch(hooks) -> dict | None:
+    """The last recorded knob rows of a watched run (the summary's knob statistics)."""
+    return next((h.last for h in hooks if isinstance(h, H.WatchHook)), None)
 
 
-def _run_chunks(s: Session, hooks, prog: _Progress, next_stop, ref, watched, on_chunk) -> None:
-    tc = s.cfg.train
-    per_step, n_seeds = tc.tokens_per_step, len(s.seeds)
-    begin = prog.step
-    while prog.step < tc.steps:
-        stop = next_stop(prog.step) if watched else min(prog.step + tc.chunk, tc.steps)
-        n = stop - prog.step
-        metrics, watch_out, dt = s.run_chunk(n, ref, watched)
-        if prog.step > begin:  # the first chunk of every segment (the start, a resume) compiles
-            prog.steady_tokens += n * per_step * n_seeds
-            prog.steady_s += dt
-        prog.step += n
-        ev = None
-        if prog.step % tc.eval_every == 0 or prog.step == tc.steps:
-            ev = prog.last_eval = s.evaluate(s.state.params)
-        rows = [_rows(prog.step, n, per_step, metrics, ev, i) for i in range(n_seeds)]
-        c = H.Chunk(prog.step, n, s.state, metrics, rows, ev, watch_out)
-        for h in hooks:
-            h.chunk(c)
-        prog.chunk_losses = metrics["loss"].mean(axis=1)
-        if on_chunk is not None:
-            tps = prog.tokens_per_s(n * per_step * n_seeds / dt)
-            on_chunk(ChunkReport(prog.step, tc.steps, prog.step * per_step,
-                                 float(np.mean(prog.chunk_losses)), tps,
-                                 None if ev is None else float(np.mean(ev)), c.report_watch))
-
-
-def _losses_from_log(rows0, cfg, next_stop, watched):
-    """A run resumed from its final checkpoint trains nothing: its last chunk's mean train
-    loss and its last evaluation come from the metrics it logged."""
-    tc = cfg.train
-    stops, s_ = [0], 0
-    while s_ < tc.steps:
-        s_ = next_stop(s_) if watched else min(s_ + tc.chunk, tc.steps)
-        stops.append(s_)
-    last = [r["loss"] for r in rows0 if stops[-2] < r["step"] <= tc.steps and "loss" in r]
-    chunk_losses = np.array([np.asarray(last, np.float32).mean()])
-    last_eval = np.array([next(r["eval_loss"] for r in reversed(rows0) if "eval_loss" in r)])
-    return chunk_losses, last_eval
-
-
-def _begin(s: Session, req: Request, ckpt) -> _Start:
-    """Restore (resume) or start fresh: where the segment starts, its reference weights,
-    the rows logged before it, the first evaluation and the snapshot steps."""
-    runs, watch = req.runs, req.watch
-    start, ref, rows0 = 0, None, None
-    if req.resume:
-        if ckpt is None:
-            raise KnobsimError("resuming needs the run directory of a single-seed run")
-        like_ref = s.state.params if watch is not None else None
-        s.state, ref = ckpt.restore(s.state, ref_like=like_ref)
-        start = int(s.state.step)
-        rows0 = runs[0].truncate_after(start)  # drop what was logged after the checkpoint
-    else:
-        for sd, run in zip(s.seeds, runs):
-            if run is not None:
-                c = dataclasses.replace(s.cfg, train=dataclasses.replace(s.cfg.train, seed=sd))
-                extra = dict(req.extra_config or {})
-                if watch is not None:
-                    extra["watch"] = dataclasses.asdict(watch)
-                run.write_config({**c.to_dict(), **extra})
-    if watch is not None and ref is None:
-        # The reference is a copy: the state's own buffers are donated to each chunk.
-        ref = jax.tree.map(jnp.copy, s.state.params)
-    first_eval = np.array([rows0[0]["eval_loss"]]) if req.resume else s.evaluate(s.state.params)
-    snaps = frozenset(knobs.snapshot_steps(s.cfg.train.steps)) if watch is not None and watch.snapshots else frozenset()
-    return _Start(start, ref, rows0, first_eval, snaps)
-
-
-def _train(cfg: RunConfig, seeds: list[int], lang, vmapped: bool, req: Request) -> list[dict]:
-    """The host loop: build the session, start (or resume), run the chunks through the
-    hooks, summarise. Every file a run writes is written by a hook or by io/."""
-    t_start = time.perf_counter()
-    STOP["signal"] = None
-    req.check(vmapped)
-    s = Session.build(cfg, seeds, lang, vmapped, req.watch, req.init_params)
-    ckpt = None
-    if req.runs[0] is not None and not vmapped:
-        from knobsim.io.checkpoint import Checkpointer
-
-        ckpt = Checkpointer(req.runs[0].path, keep=cfg.train.keep)
-    hooks: list[H.Hook] = []
-    try:
-        st = _begin(s, req, ckpt)
-        prog = _Progress(st.step, st.first_eval)
-        earlier = G.earlier_segments(req.runs[0], st.step) if req.resume else []
-        this_segment = functools.partial(G.segment, prog, st.step, t_start, cfg.train.tokens_per_step * len(seeds))
-        hooks = _hooks(s, req, ckpt, st, None if ckpt is None else (earlier, this_segment))
-        if not req.resume:
-            for h in hooks:
-                h.begin(s.state, st.first_eval)
-        watched = req.watch is not None
-        next_stop = _stops(cfg, set(st.snaps))
-        _run_chunks(s, hooks, prog, next_stop, st.ref, watched, req.on_chunk)
-        if prog.chunk_losses is None:  # resumed from the final checkpoint: nothing to train
-            prog.chunk_losses, prog.last_eval = _losses_from_log(st.rows0, cfg, next_stop, watched)
-        timing = G.timing([*earlier, this_segment()])
-        watch_hook = next((h for h in hooks if isinstance(h, H.WatchHook)), None)
-        last_watch = None if watch_hook is None else watch_hook.last
-        summaries = _summaries(s, req.runs, prog, st.first_eval, timing, req.reference, last_watch)
-    finally:  # every file closed, whatever ended the run (the end, divergence, a stop, an error)
-        H.close_all(hooks or ([ckpt] if ckpt is not None else []))
-    return summaries
-
-
-def _unstack(tree, n: int) -> list:
-    return [jax.tree.map(lambda x: x[i], tree) for i in range(n)]
-
-
-def _summaries(s: Session, runs, prog: _Progress, first_eval, timing: dict, reference, last_watch):
-    """One summary per seed; each run directory gets its final weights and summary.json."""
+def _summaries(s: Session, prog: _Progress, first_eval, timing: dict, last_watch) -> list[dict]:
+    """One summary per seed (RunFilesHook writes each into its run directory)."""
     cfg, tc, lang = s.cfg, s.cfg.train, s.lang
     # The peak of every device the batch is split over (one device's peak, measured, times
     # the mesh size): MFU is the share of all the hardware used.
@@ -307,11 +313,7 @@ def _summaries(s: Session, runs, prog: _Progress, first_eval, timing: dict, refe
     floor = lang.entropy_rate
     tokens_per_s = timing["tokens_per_s"]  # all seeds together when vmapped; every segment
     summaries = []
-    # One copy to the host, sliced there (an op per leaf and seed on the device compiled a
-    # slice per shape).
-    host_params = (_unstack(jax.device_get(s.state.params), len(s.seeds))
-                   if s.vmapped and any(r is not None for r in runs) else None)
-    for i, (sd, run) in enumerate(zip(s.seeds, runs)):
+    for i, sd in enumerate(s.seeds):
         final = float(prog.last_eval[i])
         summary = {
             "arch": cfg.model.arch,
@@ -342,13 +344,7 @@ def _summaries(s: Session, runs, prog: _Progress, first_eval, timing: dict, refe
             **timing,  # wall_s, tokens_per_s, train_s, train_tokens, segments: every segment
         }
         if last_watch is not None:  # the last recorded global knob statistics
-            summary["knobs"] = {"reference": reference,
+            summary["knobs"] = {"reference": _reference(cfg),
                                 **{k: float(v[-1]) for k, v in last_watch["global"].items()}}
-        if run is not None:
-            from knobsim.core.state import flat_params
-
-            params_i = host_params[i] if s.vmapped else s.state.params
-            run.save_params(flat_params(params_i))
-            run.write_summary(summary)
         summaries.append(summary)
     return summaries

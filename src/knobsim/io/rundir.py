@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -27,6 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from knobsim.errors import KnobsimError
+
+# The knob records of a watched run (watch/recorder.py writes them, a resume drops the later
+# ones): one file per recorded chunk of steps, one per weight snapshot.
+KNOB_CHUNK_RE = re.compile(r"^steps_(\d+)_(\d+)\.npz$")  # watch/steps_<first>_<last>.npz
+SNAPSHOT_RE = re.compile(r"^step_(\d+)\.npz$")  # snapshots/step_<step>.npz
 
 
 def clean_json(x):
@@ -140,8 +146,9 @@ class RunDir:
         return path
 
     def truncate_after(self, step: int) -> list[dict]:
-        """Keep the metrics of steps <= ``step`` (a resume from the checkpoint of ``step``
-        replays the rest); the file is rewritten atomically. Returns the kept rows."""
+        """Resuming from the checkpoint of ``step``: keep the metrics of steps <= ``step``
+        (the file rewritten atomically) and drop the knob records of later steps; the
+        resumed run writes them again, identically. Returns the kept metrics rows."""
         self.close()
         if not (self.path / "metrics.jsonl").is_file():
             raise KnobsimError(f"{self.path} has no metrics.jsonl: it is not a knobsim run")
@@ -154,12 +161,25 @@ class RunDir:
             f.flush()
             os.fsync(f.fileno())
         tmp.replace(self.path / "metrics.jsonl")
+        truncate_records(self.path, step)
         return rows
 
     def close(self) -> None:
         if self._metrics is not None:
             self._metrics.close()
             self._metrics = None
+
+
+def truncate_records(path: Path, step: int) -> None:
+    """Delete a run directory's knob records (watch/steps_*.npz, snapshots/step_*.npz) of
+    steps after ``step``: what a resume from that step's checkpoint writes again."""
+    path = Path(path)
+    for sub, pattern in (("watch", KNOB_CHUNK_RE), ("snapshots", SNAPSHOT_RE)):
+        if (path / sub).is_dir():
+            for p in (path / sub).iterdir():
+                m = pattern.match(p.name)
+                if m and int(m.group(1)) > step:
+                    p.unlink()
 
 
 # -- readers ---------------------------------------------------------------------------

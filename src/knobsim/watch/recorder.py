@@ -18,18 +18,17 @@ killed midway keeps everything up to its last finished chunk. numpy alone reads 
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 
 import numpy as np
 
 from knobsim.watch import stats as knobs
 from knobsim.errors import KnobsimError
+from knobsim.io.rundir import KNOB_CHUNK_RE as _CHUNK_RE
+from knobsim.io.rundir import SNAPSHOT_RE as _SNAP_RE
 from knobsim.io.rundir import RunDir, read_json
 
 INDEX = "watch/index.json"
-_CHUNK_RE = re.compile(r"^steps_(\d+)_(\d+)\.npz$")
-_SNAP_RE = re.compile(r"^step_(\d+)\.npz$")
 
 UNITS = {
     "weight_norm": "||W||_F (weight units)",
@@ -73,7 +72,7 @@ class WatchRecorder:
         dials = [{"tensor": t, "flat_index": int(i),
                   "index": [int(j) for j in np.unravel_index(int(i), shapes[t])]}
                  for t, i in zip(self.knob_tensor, self.knob_index)]
-        run.write_json(INDEX, {
+        self.index = {
             "format": 1,
             "reference": reference,
             "every": watch.every,
@@ -84,7 +83,11 @@ class WatchRecorder:
                          "kind": tensor_kind(n, shapes[n]), "layer": tensor_layer(n)}
                         for n in self.names],
             "dials": dials,
-        })
+        }
+
+    def write_index(self) -> None:
+        """watch/index.json, once, when the run starts (a resumed run has it already)."""
+        self.run.write_json(INDEX, self.index)
 
     def record(self, steps: np.ndarray, watch: dict) -> None:
         """One chunk's recorded rows: steps (n,), watch = knobs.watch_stats stacked (n, ...)."""
@@ -102,25 +105,6 @@ class WatchRecorder:
 
     def snapshot(self, step: int, flat: dict[str, np.ndarray]) -> None:
         self.run.save_npz(snapshot_name(step), flat)
-
-    def truncate_after(self, step: int) -> None:
-        """Resuming from the checkpoint of ``step``: drop the records of later steps (the
-        resumed run writes them again, identically)."""
-        truncate_records(self.run.path, step)
-
-
-def truncate_records(path: Path, step: int) -> None:
-    """Delete a run directory's knob records (watch/steps_*.npz, snapshots/step_*.npz) of
-    steps after ``step``: what a resume from that step's checkpoint writes again."""
-    for p in (path / "watch").glob("steps_*.npz"):
-        m = _CHUNK_RE.match(p.name)
-        if m and int(m.group(1)) > step:
-            p.unlink()
-    snap_dir = path / "snapshots"
-    if snap_dir.is_dir():
-        for p in snap_dir.glob("step_*.npz"):
-            if int(p.stem.split("_")[1]) > step:
-                p.unlink()
 
 
 class TensorBoardLog:

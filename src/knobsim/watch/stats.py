@@ -19,7 +19,6 @@ a zero-initialised bias has no relative drift.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import jax
