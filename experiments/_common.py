@@ -137,7 +137,11 @@ def ln_sweep_dir(out: Path, mode: str) -> Path:
 
 def settings(mode: str, **kw) -> S.Settings:
     sh = shape(mode)
-    return S.Settings(batch=sh["batch"], seq=sh["seq"], check_memory=mode != "tiny", **kw)
+    # --tiny trains in this process (threads "all"): the tests run it in-process, where the
+    # programs other tests compiled are reused; worker processes would each start JAX and
+    # compile again. The sweep's own tests cover the workers.
+    tiny = dict(check_memory=False, threads="all") if mode == "tiny" else {}
+    return S.Settings(batch=sh["batch"], seq=sh["seq"], **{**tiny, **kw})
 
 
 def run(points, sett: S.Settings, out: Path, quiet: bool) -> list[dict]:

@@ -22,7 +22,8 @@ the committed experiments/results/scaling_params/), training and reading no run 
 
 Writes to --out (default experiments/out/learning_curves[-quick]):
   learning_curves.png     loss vs compute, all sizes, frontier and its fit | N on the frontier
-  curves.csv              the drawn curves (n_params_total, seed, warmup_steps, compute, loss)
+  curves.csv              the drawn curves (n_params_total, seed, warmup_steps, compute, loss);
+                          not with --table, which reads them
   summary.json            frontier fit (beta, its interval, E), frontier sizes by compute
 """
 
@@ -223,9 +224,10 @@ def figure(rows, curves: dict, fr: Frontier, fit, fit_ok, out: Path) -> Path:
         a2.set_yticklabels([f"{n:,}" for n in ns])
         a2.minorticks_off()
         a2.set_ylim(min(ns) / 1.5, max(ns) * 1.5)
+        d = sorted({r["tokens"] for r in rows})
+        dtext = f"{d[0]:,} tokens each" if len(d) == 1 else f"{d[0]:,} to {d[-1]:,} tokens"
         fig.suptitle(f"Learning curves of {len(ns)} sizes (seed {rows[0]['seed']}); "
-                     f"{rows[0]['tokens']:,} tokens each, batch {rows[0]['batch']} x {rows[0]['seq']}",
-                     fontsize=11)
+                     f"{dtext}, batch {rows[0]['batch']} x {rows[0]['seq']}", fontsize=11)
         return P.save(fig, out / "learning_curves.png")
 
 
@@ -238,7 +240,8 @@ def main():
     a = C.parse(__doc__, "learning_curves", extra)
     rows = first_seed(a)
     curves, warm = load_curves(a, rows)
-    write_curves(rows, curves, warm, a.out)
+    if a.table is None:  # with --table they were read from the curves.csv beside it
+        write_curves(rows, curves, warm, a.out)
     all_c = np.concatenate([c for c, _ in curves.values() if c.size])
     grid = np.geomspace(all_c.min(), all_c.max(), 80)
     fr = frontier(curves, grid)
