@@ -53,6 +53,7 @@ SLOW_FILES_FIRST = [
     "test_knobs.py",
     "test_watch.py",
     "test_sweep.py",
+    "test_sweep_workers.py",
     "test_sweep_ray.py",
     "test_cli.py",
     "test_train.py",
