@@ -150,13 +150,13 @@ def _place_labels(fig, ax, refs: list[dict], texts: list, reserved: dict) -> dic
     return levels
 
 
-def draw(rows, fit, refs: list[dict]):
+def draw(rows, fit, refs: list[dict], used=None):
     """The figure: the law above, the explainer's rows in lanes below (not saved)."""
     top_h = 3.5  # inches; the strip's height follows from its number of label levels
     with P.style():
         fig, (top, strip) = P.figure(nrows=2, width=11.0, height=top_h + 2.5, sharex=True,
                                      gridspec_kw={"height_ratios": [top_h, 2.5]})
-        _law(top, rows, fit)
+        _law(top, rows, fit, used)
         strip_h = _lanes(fig, top, strip, refs)
         fig.set_size_inches(11.0, top_h + strip_h + 1.3)
         fig.get_layout_engine().set(h_pad=0.04)
@@ -164,8 +164,9 @@ def draw(rows, fit, refs: list[dict]):
     return fig
 
 
-def _law(top, rows, fit) -> None:
-    """Above: your runs, the law fitted to them, and its extrapolation, marked as such."""
+def _law(top, rows, fit, used=None) -> None:
+    """Above: your runs, the law fitted to them (to ``used``: the fitted sizes; the others
+    are drawn hollow), and its extrapolation, marked as such."""
     n = np.array([r["n_params_total"] for r in rows], float)
     loss = np.array([r["final_eval_loss"] for r in rows], float)
     floor = rows[0]["entropy_floor"]
@@ -177,11 +178,18 @@ def _law(top, rows, fit) -> None:
                label=f"L(N) = E + A/N^α fitted to your runs: α = {P.fmt_ci(fit.alpha, fit.ci.get('alpha'))}")
     P.fit_band(top, fit, x_out, color_=P.color(1), ls="--", band_alpha=0.12,
                label="the same law, extrapolated (95% bootstrap band)")
-    P.points_by_n(top, rows, color_="black",
-                  label=f"your runs ({len(rows)}: mean ± sd over seeds)")
+    left_out = [r for r in rows if r not in used]
+    P.points_by_n(top, used, color_="black",
+                  label=f"your runs ({len(used)}: mean ± sd over seeds)")
+    if left_out:
+        x, mu, sd, _ = P.seed_stats(left_out)
+        top.errorbar(x, mu, yerr=sd, fmt="o", mfc="white", color="0.45", capsize=3, ms=5, lw=1.0,
+                     zorder=3, label=f"runs left out of the fit ({len(left_out)}: off the law)")
     top.axhline(floor, color="0.3", ls=":", lw=1.2)
-    top.text(xlo * 1.5, floor * 1.01, f"entropy floor of knobsim's language: {floor:.3f} nats/char (exact)",
-             fontsize=FONT, color="0.25", va="bottom", bbox=BOX)
+    # Under the floor line, in the extrapolation's half: clear of the runs and of the law.
+    top.text(np.sqrt(n_max * xhi), floor * 0.985,
+             f"entropy floor of knobsim's language: {floor:.3f} nats/char (exact)",
+             fontsize=FONT, color="0.25", va="top", ha="center", bbox=BOX)
     top.axvspan(n_max, xhi, color="0.5", alpha=0.06, lw=0)
     top.text(np.sqrt(n_max * xhi), 0.97, "EXTRAPOLATION: a law fitted on a synthetic character-level\n"
              "language, applied far past its data. Not these models' losses.",
@@ -314,10 +322,11 @@ def fit_law(rows, boot: int):
 def main():
     a = C.parse(__doc__, "explosion", C.add_table_option)
     rows = C.ln_rows(a, C.settings(a.mode))
-    fit = fit_law(rows, MODES[a.mode]["boot"])
+    fit = fit_law(C.ln_fitted(rows, a.mode), MODES[a.mode]["boot"])  # the fitted range
     refs = references()
-    png = P.save(draw(rows, fit, refs), a.out / "explosion.png")
-    C.finish(a, summary(rows, fit, refs), [png])
+    png = P.save(draw(rows, fit, refs, C.ln_fitted(rows, a.mode)), a.out / "explosion.png")
+    C.finish(a, {**summary(rows, fit, refs),
+                 "fit_n_min": min(r["n_params_total"] for r in C.ln_fitted(rows, a.mode))}, [png])
 
 
 if __name__ == "__main__":

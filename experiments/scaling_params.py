@@ -48,16 +48,12 @@ from knobsim import scaling
 from knobsim.config import PRESETS
 from knobsim.data.ideal import K_EFF_MIN  # words: below it L*(K) is no power law yet
 
-MODES = {  # the sweep per mode (sizes, seeds, tokens; full: D = max(32M, 200 N)) is
-    # _common.LN_SWEEP, which learning_curves and explosion read too; here: bootstrap
-    # resamples, and the smallest size the fits use (fit_from knobs; 0: every size).
-    # Full mode fits from 3e3 knobs: its 1e3-knob runs sit off the law (they know 10..20
-    # words where K = c N^gamma of the larger sizes says ~27, and their seeds spread over
-    # 1.01..1.33 nats; experiments/results/scaling_params/README.md), as the pilot said of
-    # sizes knowing fewer than ~K_EFF_MIN words. The fit over every run is kept beside it.
-    "full": dict(C.LN_SWEEP["full"], boot=200, fit_from=3000),
-    "quick": dict(C.LN_SWEEP["quick"], boot=200, fit_from=0),
-    "tiny": dict(C.LN_SWEEP["tiny"], boot=6, fit_from=0),
+MODES = {  # the sweep per mode (sizes, seeds, tokens; full: D = max(32M, 200 N); the
+    # smallest size fitted, fit_from) is _common.LN_SWEEP, which learning_curves and
+    # explosion read too; here: bootstrap resamples
+    "full": dict(C.LN_SWEEP["full"], boot=200),
+    "quick": dict(C.LN_SWEEP["quick"], boot=200),
+    "tiny": dict(C.LN_SWEEP["tiny"], boot=6),
 }
 
 
@@ -72,12 +68,6 @@ def fits(rows, boot: int):
     free = scaling.fit_power_law(n, loss, var="n", bootstrap=boot)
     fixed = scaling.fit_power_law(n, loss, var="n", floor=floor, bootstrap=boot)
     return free, fixed, floor
-
-
-def fitted(rows, fit_from: int) -> list[dict]:
-    """The runs the fits use: every size from fit_from knobs up (all with fit_from 0)."""
-    use = [r for r in rows if r["n_params_total"] >= fit_from]
-    return use if len({r["n_params_total"] for r in use}) >= 2 else rows
 
 
 
@@ -256,7 +246,7 @@ def main():
     sett = C.settings(a.mode, language=language)
     rows = (C.table_rows(a.table, sett) if a.table is not None
             else C.run(points(a.mode), sett, a.out / "sweep", a.quiet))
-    used = fitted(rows, m["fit_from"])
+    used = C.ln_fitted(rows, a.mode)
     free, fixed, floor = fits(used, m["boot"])
     every = fits(rows, m["boot"])[0] if len(used) < len(rows) else None
     d = sorted({r["tokens"] for r in rows})
