@@ -10,7 +10,7 @@ With C = the cores this process may use, each size trains C runs (seeds 0..C-1, 
 process, the first evaluation):
 
     all   one worker on C threads trains the C runs one after another;
-    one   C workers of one thread each, each pinned to its own core, train a run each at once.
+    one   C workers of one thread each (not pinned: see workers.Pool._workers), a run each at once.
 
 Sweep throughput is C x tokens over the wall time from the first run's start to the last
 run's end (inside the workers: process start-up, paid once per sweep, is left out). The two

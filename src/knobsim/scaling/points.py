@@ -44,13 +44,15 @@ VMAP_BREAK_EVEN: tuple[tuple[int, float], ...] = (
 # cores, and writes (n_params, ratio) pairs; a point runs on one thread when its size is at
 # most the break-even (one_thread_up_to: where the ratio falls to 1, interpolated in log N;
 # the largest size measured when it never does; sizes below the smallest measured follow it).
-# PROVISIONAL, NOT YET MEASURED by the benchmark (the machine was busy): one pair from the one
-# figure docs/performance.md has, a 1e5-knob chunk at 59.5k tokens/s on one core of a 2-core
-# Intel Xeon against 68k on both, so two one-core processes would do about 2 x 59.5 / 68 =
-# 1.75x if they did not slow each other. Until it is measured, points up to 1e5 knobs train
-# single-threaded and larger ones on all cores. Replace it with the benchmark's "ratios"
-# (or pass its JSON: Settings.cores_bench / --cores-bench).
-CORES_BREAK_EVEN: tuple[tuple[int, float], ...] = ((99_935, 1.75),)
+# Measured on a 2-core Intel Xeon with AMX (`lscpu` "Intel(R) Xeon(R) Processor", avx512f,
+# amx_tile), idle, 2026-12-05: `python benchmarks/bench_sweep_cores.py --sizes
+# 1e3,1e4,3e4,1e5 --tokens 2M --repeats 2` (benchmarks/results/bench_sweep_cores-vm-intel-amx.json;
+# unpinned workers, no persistent compilation cache, so compiling counts: the steady-state
+# ratios are higher, 1.28 / 1.66 / 1.64 / 1.57). 3e5 knobs were measured only at 300k tokens
+# with workers pinned to cores (1.07), so they stay on all cores. Another machine: run the
+# benchmark there and pass its JSON (Settings.cores_bench / --cores-bench).
+CORES_BREAK_EVEN: tuple[tuple[int, float], ...] = (
+    (1_002, 1.01), (9_962, 1.28), (30_028, 1.35), (99_935, 1.41))
 
 # Learning-rate tuning (tune_lr): multiples of the default rule (optim.default_lr) tried
 # at each size, on a short budget of TUNE_FRACTION of the run's tokens (at least

@@ -29,7 +29,7 @@ Seeds of one size train together in one vmapped program (train.train_seeds) wher
 measurement behind VMAP_BREAK_EVEN says that finishes first, one after another otherwise.
 
 On every core (issue 23): a point at most CORES_BREAK_EVEN's size trains on one XLA:CPU
-thread, in a worker process pinned to one core, ``jobs`` (default: the cores) at a time;
+thread, in a worker process, ``jobs`` (default: the cores) at a time;
 larger points train here on all cores, one at a time (knobsim.scaling.workers). The thread
 count changes a run's bits, so it depends on the point's size and the machine's cores only,
 never on what runs beside it or on ``jobs``, and each run's point.json (and results.csv's

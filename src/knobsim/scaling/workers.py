@@ -1,5 +1,5 @@
 """Sweeps on every core: worker processes, each with XLA:CPU's thread count fixed before JAX
-starts and pinned to its share of the cores.
+starts (not pinned to cores: see Pool._workers).
 
     Pool(jobs)                    one sweep call's workers
     pool.run(units, reporter, lang, after_each)
@@ -9,7 +9,7 @@ bits (core/runtime.py), so a one-thread unit cannot train in a process that star
 Each unit's thread count is fixed before it is scheduled (points.point_threads: the point's
 size and the machine's cores), never by what runs beside it: the same point gives the same
 bits alone, beside others, or with ``jobs=1``. Units of t threads run ``jobs // t`` at once in
-workers (knobsim.scaling.worker) pinned to t cores each, the costliest first; then the units
+workers (knobsim.scaling.worker), the costliest first; then the units
 of this process's own thread count train here, one at a time, as every unit did before
 issue 23. Workers live as long as the Pool (the lr grid and the main runs share them).
 
@@ -182,12 +182,16 @@ class Pool:
         after_each(unit)
 
     def _workers(self, t: int, n: int) -> list[_Worker]:
-        """n live workers of t threads (reused, or started), each pinned to t cores."""
+        """n live workers of t threads (reused, or started), left for the OS to place.
+
+        Not pinned: a one-thread worker pinned to one core shares it between its Python
+        thread and XLA's pool thread, and every hand-over between them waits for the
+        scheduler. Measured (1e4 knobs, 600k tokens, two workers of PJRT_NPROC=1 side by side
+        on the 2-core Xeon): 70k tokens/s each pinned to a core, 183k unpinned, same bits
+        (docs/performance.md, "Sweeps on every core")."""
         mine = [w for w in self.workers if w.threads == t and w.alive()]
         while len(mine) < n:
-            k, m = len(mine), len(self.cores)
-            cores = sorted({self.cores[(k * t + j) % m] for j in range(t)})
-            mine.append(_Worker(t, cores))
+            mine.append(_Worker(t, []))
             self.workers.append(mine[-1])
         return mine[:n]
 
