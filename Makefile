@@ -24,7 +24,7 @@ bench: $(STAMP)  ## throughput and MFU against PyTorch (installs the optional to
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/bench_train.py
 
-figures: $(STAMP)  ## regenerate the README's pictures in docs/figures/ (~15 min on 2 cores)
+figures: $(STAMP)  ## regenerate the README's pictures in docs/figures/ (~6 min on 2 cores; +9 min if the English quick sweep is not there)
 	$(BIN)/python experiments/make_figures.py
 
 clean:
