@@ -174,27 +174,24 @@ def test_resume_after_the_final_checkpoint_only_finishes_the_files(tmp_path, cli
     seg = json.loads((run / "segments.json").read_text())
     assert seg["checkpoint_step"] == 48  # its losses were kept with its final checkpoint
     assert (seg["train_loss"], seg["eval_loss"]) == (done["final_train_loss"], done["final_eval_loss"])
-    r = cli("train", "--resume", str(run), "-q")
-    assert r.returncode == 0, r.stderr
-    again = json.loads((run / "summary.json").read_text())
-    for k in ("final_eval_loss", "final_train_loss", "initial_eval_loss", "n_params_total"):
-        assert again[k] == done[k], k
-    for k, v in params(run).items():
-        np.testing.assert_array_equal(v, before[k])
-    assert len(metric_rows(run)) == 49  # nothing trained, nothing logged twice
+    def resume_gives_the_same_run():
+        r = cli("train", "--resume", str(run), "-q")
+        assert r.returncode == 0, r.stderr
+        again = json.loads((run / "summary.json").read_text())
+        for k in ("final_eval_loss", "final_train_loss", "initial_eval_loss", "n_params_total"):
+            assert again[k] == done[k], k
+        for k, v in params(run).items():
+            np.testing.assert_array_equal(v, before[k])
+        # nothing trained or logged twice
+        assert [r["step"] for r in metric_rows(run)] == list(range(49))
+
+    resume_gives_the_same_run()
     # A run directory from before the losses were kept: the checkpoint before (step 40) is
     # restored and the last 8 steps replayed, to the same bits.
     (run / "segments.json").write_text(json.dumps({k: seg[k] for k in ("checkpoint_step", "segments")}))
     (run / "summary.json").unlink()
     (run / "params.npz").unlink()
-    r = cli("train", "--resume", str(run), "-q")
-    assert r.returncode == 0, r.stderr
-    replayed = json.loads((run / "summary.json").read_text())
-    for k in ("final_eval_loss", "final_train_loss", "initial_eval_loss", "n_params_total"):
-        assert replayed[k] == done[k], k
-    for k, v in params(run).items():
-        np.testing.assert_array_equal(v, before[k])
-    assert [r["step"] for r in metric_rows(run)] == list(range(49))
+    resume_gives_the_same_run()
 
 
 def test_resume_says_where_it_resumes_and_its_summary_covers_every_segment(tmp_path, cli):
