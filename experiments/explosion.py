@@ -172,7 +172,8 @@ def _law(top, rows, fit, used=None) -> None:
     floor = rows[0]["entropy_floor"]
     n_max = float(n.max())
     xlo, xhi = XLIM
-    x_in = np.geomspace(n.min(), n_max, 100)
+    used = rows if used is None else used
+    x_in = np.geomspace(min(r["n_params_total"] for r in used), n_max, 100)
     x_out = np.geomspace(n_max, xhi, 300)
     P.fit_band(top, fit, x_in, color_=P.color(1),
                label=f"L(N) = E + A/N^α fitted to your runs: α = {P.fmt_ci(fit.alpha, fit.ci.get('alpha'))}")

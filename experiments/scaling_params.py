@@ -234,34 +234,32 @@ def figure(rows, free, fixed, floor, out, title, limits=(), used=None, every=Non
         return P.save(fig, out / "scaling_params.png")
 
 
-def main():
-    def extra(ap):
-        ap.add_argument("--preset", choices=sorted(PRESETS), default="scale-free",
-                        help="the language (default scale-free; english: the lesson, docs/scaling.md)")
-        C.add_table_option(ap)
+def _options(ap):
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="scale-free",
+                    help="the language (default scale-free; english: the lesson, docs/scaling.md)")
+    C.add_table_option(ap)
 
-    a = C.parse(__doc__, "scaling_params", extra)
-    m = MODES[a.mode]
-    language = PRESETS[a.preset]
-    sett = C.settings(a.mode, language=language)
-    rows = (C.table_rows(a.table, sett) if a.table is not None
-            else C.run(points(a.mode), sett, a.out / "sweep", a.quiet))
-    used = C.ln_fitted(rows, a.mode)
-    free, fixed, floor = fits(used, m["boot"])
-    every = fits(rows, m["boot"])[0] if len(used) < len(rows) else None
+
+def figures(a, rows, used, free, fixed, every, limits, kfit, language) -> list:
+    """scaling_params.png, and real_vs_ideal.png where 2 or more sizes know >= 10 words."""
+    floor = rows[0]["entropy_floor"]
     d = sorted({r["tokens"] for r in rows})
-    limits = data_limit(d, language)
     dtext = f"D = {d[0]:,} tokens" if len(d) == 1 else f"D = {d[0]:,}..{d[-1]:,} tokens"
     title = (f"Loss vs parameters ({a.preset} language): {len({r['n_params_total'] for r in rows})} sizes x "
              f"{len({r['seed'] for r in rows})} seeds, {dtext}, fresh text every step")
     pngs = [figure(rows, free, fixed, floor, a.out, title, limits, used, every)]
-    ns, mean, sd, k = P.seed_stats(rows)
-    keff = known_words(mean, language)
-    kfit = knowledge_fit(rows, m["boot"], language)
     if kfit is not None:
         pngs.append(figure_knowledge(rows, kfit, floor, a.out, title, language, free))
+    return pngs
+
+
+def summary(a, rows, used, free, fixed, every, limits, kfit, language) -> dict:
+    floor = rows[0]["entropy_floor"]
+    ns, mean, sd, k = P.seed_stats(rows)
+    keff = known_words(mean, language)
     ifit = ideal_fit(language)
-    C.finish(a, {
+    n_fit = min(r["n_params_total"] for r in used)
+    return {
         "preset": a.preset,
         "alpha": free.alpha, "alpha_ci": free.ci.get("alpha"), "r2": free.r2,
         "E_fit": free.E, "E_fit_ci": free.ci.get("E"), "A": free.A,
@@ -270,19 +268,35 @@ def main():
         "r2_floor_fixed": fixed.r2, "A_floor_fixed": fixed.A,
         "n_min": int(ns.min()), "n_max": int(ns.max()),
         "decades": float(np.log10(ns.max() / ns.min())),
-        "fit_n_min": int(min(r["n_params_total"] for r in used)), "fit_runs": len(used),
-        "fit_decades": float(np.log10(ns.max() / min(r["n_params_total"] for r in used))),
+        "fit_n_min": int(n_fit), "fit_runs": len(used),
+        "fit_decades": float(np.log10(ns.max() / n_fit)),
         "fit_all_runs": None if every is None else {
             "alpha": every.alpha, "alpha_ci": every.ci.get("alpha"), "r2": every.r2,
             "E_fit": every.E, "E_fit_ci": every.ci.get("E"), "E_fit_minus_floor": every.E - floor},
-        "tokens": d, "seeds": sorted({r["seed"] for r in rows}),
+        "tokens": sorted({r["tokens"] for r in rows}), "seeds": sorted({r["seed"] for r in rows}),
         "lr_rule": "optim.default_lr", "batch": rows[0]["batch"], "seq": rows[0]["seq"],
         "per_size": [{"n_params": int(n), "loss_mean": float(mu), "loss_sd": float(s), "seeds": int(c),
                       "k_eff": ke} for n, mu, s, c, ke in zip(ns, mean, sd, k, keff)],
         "ideal_alpha": ifit.alpha, "ideal_fit": ifit.to_dict(), "data_limit": limits,
         "k_eff_fit": kfit,
         "fit_free": C.fit_dict(free), "fit_floor_fixed": C.fit_dict(fixed),
-    }, pngs)
+    }
+
+
+def main():
+    a = C.parse(__doc__, "scaling_params", _options)
+    m = MODES[a.mode]
+    language = PRESETS[a.preset]
+    sett = C.settings(a.mode, language=language)
+    rows = (C.table_rows(a.table, sett) if a.table is not None
+            else C.run(points(a.mode), sett, a.out / "sweep", a.quiet))
+    used = C.ln_fitted(rows, a.mode)  # the fitted range (full mode: from 3e3 knobs)
+    free, fixed, _ = fits(used, m["boot"])
+    every = fits(rows, m["boot"])[0] if len(used) < len(rows) else None
+    limits = data_limit(sorted({r["tokens"] for r in rows}), language)
+    kfit = knowledge_fit(rows, m["boot"], language)
+    fit = (a, rows, used, free, fixed, every, limits, kfit, language)
+    C.finish(a, summary(*fit), figures(*fit))
 
 
 if __name__ == "__main__":

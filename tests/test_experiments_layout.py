@@ -64,5 +64,6 @@ def test_the_ln_sweep_is_scaling_params_own(monkeypatch):
     assert set(C.LN_SWEEP) == set(scaling_params.MODES)
     for mode in C.LN_SWEEP:  # a run's name is a function of its point and the settings
         assert C.ln_points(mode) == scaling_params.points(mode), mode
-    for name in ("learning_curves", "explosion"):
-        assert "C.ln_points(a.mode)" in (EXP / f"{name}.py").read_text(), name
+    for name in ("learning_curves", "explosion"):  # through C.ln_rows, which trains ln_points
+        assert "C.ln_rows(a, " in (EXP / f"{name}.py").read_text(), name
+    assert "run(ln_points(a.mode)" in (EXP / "_common.py").read_text()
