@@ -182,10 +182,7 @@ def _law(top, rows, fit, used=None) -> None:
     left_out = [r for r in rows if r not in used]
     P.points_by_n(top, used, color_="black",
                   label=f"your runs ({len(used)}: mean ± sd over seeds)")
-    if left_out:
-        x, mu, sd, _ = P.seed_stats(left_out)
-        top.errorbar(x, mu, yerr=sd, fmt="o", mfc="white", color="0.45", capsize=3, ms=5, lw=1.0,
-                     zorder=3, label=f"runs left out of the fit ({len(left_out)}: off the law)")
+    P.points_left_out(top, left_out, label=f"runs left out of the fit ({len(left_out)}: off the law)")
     top.axhline(floor, color="0.3", ls=":", lw=1.2)
     # Under the floor line, in the extrapolation's half: clear of the runs and of the law.
     top.text(np.sqrt(n_max * xhi), floor * 0.985,

@@ -191,14 +191,11 @@ def figure(rows, free, fixed, floor, out, title, limits=(), used=None, every=Non
         n_lo, n_hi = min(r["n_params_total"] for r in used), max(r["n_params_total"] for r in used)
         grid = P.geomgrid(n_lo, n_hi, pad=1.5)
         P.points_by_n(a1, used)
-        if out_of_range:
-            x, mu, sd, _ = P.seed_stats(out_of_range)
-            a1.errorbar(x, mu, yerr=sd, fmt="o", mfc="white", color="0.45", capsize=3, ms=5, lw=1.0,
-                        zorder=3, label="left out of the fits (off the law)")
-            if every is not None:
-                a1.plot(P.geomgrid(x.min(), n_hi, pad=1.5),
-                        every.predict(n=P.geomgrid(x.min(), n_hi, pad=1.5)), color="0.45", lw=0.9,
-                        ls=(0, (1, 2)), label=f"E-free fit of every run: E = {every.E:.3f}, R² = {every.r2:.3f}")
+        P.points_left_out(a1, out_of_range, label="left out of the fits (off the law)")
+        if out_of_range and every is not None:
+            g_all = P.geomgrid(min(r["n_params_total"] for r in rows), n_hi, pad=1.5)
+            a1.plot(g_all, every.predict(n=g_all), color="0.45", lw=0.9, ls=(0, (1, 2)),
+                    label=f"E-free fit of every run: E = {every.E:.3f}, R² = {every.r2:.3f}")
         P.fit_band(a1, free, grid, color_=P.color(1),
                    label=f"E free: α = {P.fmt_ci(free.alpha, free.ci.get('alpha'))}, "
                          f"E = {free.E:.3f}, R² = {free.r2:.3f}")
@@ -218,10 +215,7 @@ def figure(rows, free, fixed, floor, out, title, limits=(), used=None, every=Non
 
         # Right: the reducible part, L - floor: a straight line if the law holds with E = floor.
         P.points_by_n(a2, used, offset=floor, label="runs − floor (mean ± sd)")
-        if out_of_range:
-            x, mu, sd, _ = P.seed_stats(out_of_range)
-            a2.errorbar(x, mu - floor, yerr=sd, fmt="o", mfc="white", color="0.45", capsize=3,
-                        ms=5, lw=1.0, zorder=3, label="left out of the fits")
+        P.points_left_out(a2, out_of_range, offset=floor)
         P.fit_band(a2, fixed, grid, offset=floor, color_=P.color(2), ls="--",
                    label=f"A / N^α with E = floor, α = {fixed.alpha:.3f}")
         c_free, _, _ = P.law_band(free, grid, offset=floor)

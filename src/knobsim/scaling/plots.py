@@ -158,6 +158,15 @@ def points_by_n(ax, rows, *, x="n_params_total", y="final_eval_loss", offset: fl
     return xs, mean, sd, n
 
 
+def points_left_out(ax, rows, *, offset: float = 0.0, label: str | None = "left out of the fits"):
+    """Runs drawn but not fitted: hollow grey markers, mean ± sd over seeds (y - offset)."""
+    if not rows:
+        return
+    xs, mean, sd, _ = seed_stats(rows)
+    ax.errorbar(xs, mean - offset, yerr=sd, fmt="o", mfc="white", color="0.45", capsize=3,
+                ms=5, lw=1.0, zorder=3, label=label)
+
+
 # -- fits --------------------------------------------------------------------------------
 
 
