@@ -18,7 +18,7 @@ run: $(STAMP)  ## set up and train the default model: knobsim train --params 1e5
 	$(BIN)/knobsim train --params 1e5
 
 test: $(STAMP)  ## install test needs and run the whole suite (slow tests included)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 tests
 
 bench: $(STAMP)  ## throughput and MFU against PyTorch (installs the optional torch extra)
 	$(BIN)/python -m pip install -q -e '.[bench]'
