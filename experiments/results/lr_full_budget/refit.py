@@ -1,6 +1,6 @@
 """Issue 22, item 1: does tuning the lr straighten the full run's L(N)?
 
-    python experiments/results/lr_full_budget/refit.py [N_TOTALS]     # default 9962,99935
+    python experiments/results/lr_full_budget/refit.py [N_TOTALS]     # default 9962,31624,99935
 
 Refits the full run's E-free law (from 3.2e3 knobs, as scaling_params' full mode does, 200
 bootstrap resamples) with the rule's runs at the sizes N_TOTALS replaced by this folder's
@@ -40,7 +40,7 @@ def show(name, rows, floor):
 def main():
     full = read(HERE.parent / "scaling_params" / "results.csv")
     lr = read(HERE / "results.csv")
-    want = set((sys.argv[1] if len(sys.argv) > 1 else "9962,99935").split(","))
+    want = set((sys.argv[1] if len(sys.argv) > 1 else "9962,31624,99935").split(","))
     rule_lr = {r["n_params_total"]: float(r["lr"]) for r in full}
     half = [r for r in lr if r["n_params_total"] in want
             and abs(float(r["lr"]) / rule_lr[r["n_params_total"]] - 0.5) < 0.01]
