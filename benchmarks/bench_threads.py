@@ -109,7 +109,7 @@ def main():
     bad = [c for c in configs if c not in CONFIGS]
     if bad:
         ap.exit(2, f"error: --configs: unknown {', '.join(bad)}; choose from {', '.join(CONFIGS)}\n")
-    from bench_train import _cpu_tag, parse_shapes
+    from bench_train import cpu_tag, parse_shapes
     from knobsim.core import hardware
 
     try:
@@ -145,7 +145,7 @@ def main():
         print(f"{size} {batch}x{seq}: " + "  ".join(f"{c} {row[c]:,.0f}" for c in configs)
               + "".join(f"  {fw} x{row[fw + '_speedup']:.2f}" for fw in ("knobsim", "torch")
                         if fw + "_speedup" in row), flush=True)
-    name = f"bench_threads-{platform.node()}-{_cpu_tag(cpu)}.json"
+    name = f"bench_threads-{platform.node()}-{cpu_tag(cpu)}.json"
     out = Path(a.out or HERE / "results" / name)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": hardware.machine_id(), "cpu": cpu, "cores": cores,

@@ -132,9 +132,9 @@ def torch_model(shape, seq):
     return GPT()
 
 
-def torch_timer(cfg, steps: int, compile_: bool, dtype: str = "float32"):
-    """Build (and compile) the PyTorch twin and warm it up; return a function that times
-    ``steps`` steps, or None when torch.compile is unavailable."""
+def torch_twin(cfg, steps: int, dtype: str = "float32"):
+    """The PyTorch twin of ``cfg`` (same knobs, asserted), its AdamW + clipping step, and
+    ``steps + 1`` random batches: (step, data), step(tokens) -> loss."""
     import torch
 
     torch.manual_seed(0)
@@ -156,6 +156,17 @@ def torch_timer(cfg, steps: int, compile_: bool, dtype: str = "float32"):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         return loss
+
+    return step, data
+
+
+def torch_timer(cfg, steps: int, compile_: bool, dtype: str = "float32"):
+    """Build (and compile) the PyTorch twin and warm it up; return a function that times
+    ``steps`` steps, or None when torch.compile is unavailable."""
+    import torch
+
+    step, data = torch_twin(cfg, steps, dtype)
+    b, t = cfg.train.batch, cfg.train.seq
 
     if compile_:
         try:
@@ -187,7 +198,7 @@ def parse_shapes(text: str) -> list[tuple[int, int]]:
     return shapes
 
 
-def _cpu_tag(cpu: dict) -> str:
+def cpu_tag(cpu: dict) -> str:
     """A short name for the CPU kind, so results from different CPUs do not overwrite each
     other under one host name: amd, intel, intel-amx, arm, ..."""
     model = cpu["model"].lower()
@@ -287,7 +298,7 @@ def main():
               f"{100 * r['mfu_with_attention']:>8.1f}% {f('torch_eager_tokens_per_s'):>12} "
               f"{f('torch_compile_tokens_per_s'):>14} {r['ratio_vs_best_torch']:>13.2f}")
     suffix = "" if dtype == "float32" else "-bf16"
-    name = f"bench_train-{platform.node()}-{_cpu_tag(cpu)}{suffix}.json"
+    name = f"bench_train-{platform.node()}-{cpu_tag(cpu)}{suffix}.json"
     out = Path(a.out or Path(__file__).parent / "results" / name)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": hardware.machine_id(), "cpu": cpu, "dtype": dtype,

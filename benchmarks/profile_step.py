@@ -94,25 +94,15 @@ def torch_bin(name: str) -> str:
 
 def profile_torch(cfg, steps: int) -> dict:
     """PyTorch's twin of ``cfg``: median step time, and its ops' self time per step in BINS."""
-    import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from bench_train import torch_model
-    from knobsim.data.language import VOCAB
+    from bench_train import torch_twin
 
-    torch.manual_seed(0)
-    torch.set_num_threads(os.cpu_count() or 1)
-    model = torch_model(cfg.model.shape, cfg.train.seq)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=(0.9, 0.95), weight_decay=0.1)
-    data = torch.randint(0, VOCAB, (steps, cfg.train.batch, cfg.train.seq + 1))
+    step, data = torch_twin(cfg, steps - 1)  # steps batches
 
     def run():
         for tokens in data:
-            loss = model(tokens[:, :-1], tokens[:, 1:])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            step(tokens)
 
     run()
     walls = []
@@ -249,10 +239,10 @@ def main():
         if r["mfu_if_only_dense_matmuls"]:
             print(f"  bound: MFU {100 * r['mfu_if_only_dense_matmuls']:.0f}% if everything but the dense matmuls were free")
     # The CPU kind in the name: machines of several kinds share the host name "vm".
-    from bench_train import _cpu_tag
+    from bench_train import cpu_tag
 
     cpu = hardware.cpu_info()
-    out = Path(a.out) if a.out else HERE / "results" / f"profile_step-{platform.node()}-{_cpu_tag(cpu)}.json"
+    out = Path(a.out) if a.out else HERE / "results" / f"profile_step-{platform.node()}-{cpu_tag(cpu)}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"cpu": cpu, "peak_flops": peak, "date": time.strftime("%Y-%m-%d"),
                                "load_avg_at_end": os.getloadavg(), "rows": rows}, indent=1))
