@@ -36,6 +36,12 @@ if os.environ.get("KNOBSIM_TEST_FAST_COMPILE", "1") == "1":
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
+# Start JAX's backend now, with the devices this environment gives it. `knobsim train` asks
+# for one CPU device per core when it runs before the backend starts (parallel.cpu_split); in
+# this process that would depend on which test came first. Tests that run it in a child
+# process get it, as a user does.
+jax.devices()
+
 # Strict dtype promotion would be nice (equinox does it), but optax's schedules promote
 # their int step count to float internally, so it cannot be switched on here.
 

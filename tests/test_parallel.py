@@ -3,7 +3,8 @@ XLA_FLAGS in a child process (the flag must be set before JAX starts, and this p
 keeps its single device): same losses as one device, the shardings really used, resume,
 the one-line error for a batch that does not divide, and the CLI (its entry point called in
 that child; the two-process test runs real `knobsim train` processes). How many devices a
-run uses is its RunConfig's ``devices`` (``--devices``, or KNOBSIM_DEVICES read by the CLI)."""
+run uses is its RunConfig's ``devices`` (``--devices``, or KNOBSIM_DEVICES read by the CLI;
+by default one CPU device per core for a small transformer, tested last)."""
 
 import json
 import os
@@ -198,12 +199,13 @@ def test_cli_trains_data_parallel_and_refuses_a_bad_batch(child):
     r = child["cli_run"]
     assert r["code"] == 0, r["err"][-4000:]
     assert "backend: cpu (4 x cpu)" in r["out"]
-    assert "data parallel: on, batch split over 4 devices" in r["out"]
+    assert "data parallel: on, batch split over 4 CPU devices" in r["out"]
     assert (run / "summary.json").exists() and (run / "checkpoints").is_dir()
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["devices"] == 4  # MFU against the peak of all 4 devices
+    assert summary["devices"] == 4
     assert json.loads((run / "config.json").read_text())["devices"] == 4  # --devices, in the config
-    assert summary["peak_flops"] == pytest.approx(4 * float(_env()["KNOBSIM_PEAK_FLOPS"]))
+    # MFU against the machine's peak once: the 4 CPU devices share its cores.
+    assert summary["peak_flops"] == pytest.approx(float(_env()["KNOBSIM_PEAK_FLOPS"]))
 
     r = child["cli_bad"]
     assert r["code"] == 2
@@ -242,7 +244,7 @@ def test_two_processes_on_one_machine_train_like_one_device(tmp_path, child):
                 p.kill()
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-4000:]
-        assert "data parallel: on, batch split over 4 devices on 2 processes" in out
+        assert "data parallel: on, batch split over 4 CPU devices on 2 processes" in out
     from knobsim.io.rundir import read_metrics
 
     rows = read_metrics(run)  # written by process 0 alone: one row per step
@@ -252,3 +254,70 @@ def test_two_processes_on_one_machine_train_like_one_device(tmp_path, child):
                                rtol=1e-5)
     assert (run / "summary.json").exists()
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["12", "8"]
+
+
+# -- `knobsim train`'s default on a CPU: one CPU device per core for small transformers ----
+
+
+def test_the_default_split_is_one_device_per_core_for_small_transformers():
+    from knobsim.core.parallel import CPU_SPLIT_MAX_PARAMS, cpu_split
+
+    assert cpu_split("transformer", 100_000, 16, cores=2) == 2
+    assert cpu_split("transformer", 100_000, 12, cores=8) == 6  # the largest that divides the batch
+    assert cpu_split("transformer", 100_000, 15, cores=2) == 1  # none but 1 divides it
+    assert cpu_split("transformer", 100_000, 16, cores=1) == 1
+    assert cpu_split("transformer", CPU_SPLIT_MAX_PARAMS, 16, cores=2) == 2
+    assert cpu_split("transformer", CPU_SPLIT_MAX_PARAMS + 1, 16, cores=2) == 1  # measured slower
+    assert cpu_split("mlp", 100_000, 16, cores=2) == 1  # only the family measured
+
+
+def test_no_device_count_is_forced_once_the_backend_has_started(monkeypatch):
+    from knobsim.core import parallel
+
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
+    assert not parallel.force_cpu_devices(2)  # conftest.py started it: too late, and said so
+    assert os.environ["XLA_FLAGS"] == "--xla_backend_optimization_level=0"
+
+
+def _default_env() -> dict:
+    """This environment as a user's shell has it: no device count, no --devices."""
+    env = _env(1)
+    env["XLA_FLAGS"] = " ".join(f for f in env["XLA_FLAGS"].split()
+                                if not f.startswith("--xla_force_host_platform_device_count"))
+    return env
+
+
+def _train(out, *extra):
+    return subprocess.Popen(
+        [sys.executable, "-m", "knobsim", "train", "--params", "3000", "--steps", "12", "--batch", "8",
+         "--seq", "16", "--chunk", "4", "--no-watch", "-q", "--out", str(out), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_default_env())
+
+
+@pytest.mark.slow
+def test_knobsim_train_splits_a_small_model_over_the_cores_with_the_same_bits(tmp_path):
+    from knobsim.core import parallel, runtime
+    from knobsim.io.rundir import read_metrics
+
+    want = parallel.cpu_split("transformer", 3000, 8, runtime.cores())
+    # The same command twice at once (each beside the other) and once on one device.
+    procs = {name: _train(tmp_path / name, *extra)
+             for name, extra in (("a", ()), ("b", ()), ("one", ("--devices", "1")))}
+    for name, p in procs.items():
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-4000:]
+        if name == "a" and want > 1:
+            assert f"batch split over {want} CPU devices" in out
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert summary["devices"] == want
+    assert config["devices"] == (want if want > 1 else None)  # recorded: a resume uses it
+    assert summary["peak_flops"] == 1e11  # the machine's peak, once: the devices share its cores
+    a, b, one = (read_metrics(tmp_path / n) for n in ("a", "b", "one"))
+    assert a == b  # same command, same seed, same machine: same bits
+    with np.load(tmp_path / "a" / "params.npz") as za, np.load(tmp_path / "b" / "params.npz") as zb:
+        assert all(np.array_equal(za[k], zb[k]) for k in za.files)
+    # The split changes only the order of the gradient's sums: the losses agree to rounding.
+    np.testing.assert_allclose([r["loss"] for r in a if "loss" in r],
+                               [r["loss"] for r in one if "loss" in r], rtol=1e-4)
+    assert json.loads((tmp_path / "one" / "summary.json").read_text())["devices"] == 1

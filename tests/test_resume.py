@@ -162,7 +162,7 @@ def test_overwrite_is_needed_to_replace_a_run(tmp_path, cli):
     assert cli(*args, "--overwrite").returncode == 0
 
 
-def test_resume_after_the_final_checkpoint_only_finishes_the_files(tmp_path, cli):
+def test_resume_after_the_final_checkpoint_only_finishes_the_files(tmp_path):
     """A kill between the last checkpoint and summary.json: resuming trains nothing and
     writes the same summary and weights."""
     run = tmp_path / "run"
@@ -175,7 +175,7 @@ def test_resume_after_the_final_checkpoint_only_finishes_the_files(tmp_path, cli
     assert seg["checkpoint_step"] == 48  # its losses were kept with its final checkpoint
     assert (seg["train_loss"], seg["eval_loss"]) == (done["final_train_loss"], done["final_eval_loss"])
     def resume_gives_the_same_run():
-        r = cli("train", "--resume", str(run), "-q")
+        r = knobsim("train", "--resume", str(run), "-q")  # a new process, as a user resumes
         assert r.returncode == 0, r.stderr
         again = json.loads((run / "summary.json").read_text())
         for k in ("final_eval_loss", "final_train_loss", "initial_eval_loss", "n_params_total"):
@@ -315,3 +315,24 @@ def test_a_run_directory_of_the_old_form_loads_and_resumes(tmp_path):
     assert json.loads((run / "config.json").read_text()) == old  # a resume rewrites no config
     # TensorBoard goes on after the resume (it was the loose flag, now watch.tensorboard).
     assert any(p.stat().st_mtime >= t0 for p in (run / "tensorboard").iterdir())
+
+
+def test_a_run_split_over_more_devices_than_this_process_has_says_how_to_resume(tmp_path, cli):
+    """The library cannot make CPU devices once JAX has started: it names the two ways on."""
+    import knobsim as ks
+    from knobsim.errors import KnobsimError
+
+    run = tmp_path / "run"
+    args = ["train", "--params", "1k", "--steps", "4", "--batch", "2", "--seq", "8", "--chunk", "2",
+            "--ckpt-every", "2", "-q", "--out", str(run)]
+    assert cli(*args).returncode == 0
+    (run / "summary.json").unlink()
+    cfg = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**cfg, "devices": 2}))
+    with pytest.raises(KnobsimError) as e:
+        ks.resume(run)
+    assert str(e.value) == (f"{run} was split over 2 devices (its config.json) but JAX sees 1; start "
+                            "Python with XLA_FLAGS=--xla_force_host_platform_device_count=2 (or use "
+                            "`knobsim train --resume`), or resume with devices=1 (the same run, other bits)")
+    assert not (run / "summary.json").exists()
+    assert ks.resume(run, devices=1)["devices"] == 1  # the way it names

@@ -82,7 +82,8 @@ def print_summary(console, s: dict, run_path) -> None:
     table.add_row("entropy floor", f"{s['entropy_floor']:.4f} nats/char; gap {s['gap_nats']:.4f} nats ({s['gap_pct']:.1f}%)")
     table.add_row("baselines", f"unigram {s['unigram_loss']:.4f}, bigram {s['bigram_loss']:.4f}")
     table.add_row("throughput", f"{format_count(s['tokens_per_s'])} tokens/s on {s['backend']}")
-    devices = f" of {s['devices']} devices" if s.get("devices", 1) > 1 else ""
+    # (CPU devices share one machine's cores: its peak, once)
+    devices = f" of {s['devices']} devices" if s.get("devices", 1) > 1 and s.get("backend") != "cpu" else ""
     attention = (f"; {100 * s['mfu_with_attention']:.1f}% with attention"
                  if s.get("arch") == "transformer" else "")  # only transformers attend
     table.add_row("MFU", f"{100 * s['mfu']:.1f}% of {s['peak_flops'] / 1e9:.0f} GFLOP/s measured "
@@ -156,11 +157,13 @@ def train(budget, arch, tokens, steps, batch, seq, lr, seed, dtype, out, chunk, 
       knobsim train --params 1e9 --dry-run --json
       knobsim train --resume runs/transformer-1e5-s0-20261129-063000
     """
-    from knobsim.core import parallel
+    from knobsim.core import parallel, runtime
     from knobsim.io import multihost
     from knobsim.io import rundir as record
 
-    devices = parallel_from(lang_kw)  # first: --distributed must come before JAX sees a device
+    # First, before JAX starts: --distributed, and how many CPU devices the run gets.
+    devices = parallel_from(lang_kw, _recorded_devices(resume_path) if resume_path is not None
+                            else parallel.cpu_split(arch, budget, batch, runtime.cores()))
     if resume_path is not None:
         return _resume(resume_path, quiet, as_json, record_mfu, devices, lang_kw)
     from knobsim.data.language import build_language
@@ -225,7 +228,7 @@ def _dry_run(cfg, plan_kw: dict, count, lang, memory: int, as_json: bool) -> Non
             "n_params_embedding": count.embedding, "by_component": count.by_component,
             "shape": cfg.model.shape.to_dict(), "memory_bytes": memory, "memory_available_bytes": available,
             "tokens": cfg.train.tokens, "steps": cfg.train.steps, "lr": cfg.optim.lr, "dtype": cfg.dtype,
-            "refused": refusal,
+            "devices": cfg.devices, "refused": refusal,
         }))
     else:
         print_plan(_err_console(), cfg, count, lang, memory, available)
@@ -264,6 +267,17 @@ def _record(summary: dict, record_mfu: bool, console, as_json: bool) -> None:
 
     if not hardware.record_run_mfu(summary) and not as_json:
         console.print("--record-mfu: not recorded (the zoo's MFU is one float32 seed on one device)")
+
+
+def _recorded_devices(path: Path) -> int:
+    """The device count a run directory recorded (1 where it recorded none or cannot be
+    read: _resume then says what is wrong with it)."""
+    from knobsim.core.runs import load_run
+
+    try:
+        return load_run(path).cfg.devices or 1
+    except KnobsimError:
+        return 1
 
 
 def _resume(path: Path, quiet: bool, as_json: bool, record_mfu: bool, devices: int | None, kw: dict):

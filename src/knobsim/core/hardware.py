@@ -159,10 +159,12 @@ def record_mfu(arch: str, n_params: int, mfu: float, tokens_per_s: float) -> Non
 
 def record_run_mfu(summary: dict) -> bool:
     """record_mfu from a training run's summary, if it measures what the zoo assumes: one
-    seed on one device, float32, a finite speed. True if it was eligible (the cache keeps
-    only the largest transformer's). Opt-in: `knobsim train --record-mfu`."""
+    seed on one machine (one device, or CPU devices sharing its cores), float32, a finite
+    speed. True if it was eligible (the cache keeps only the largest transformer's).
+    Opt-in: `knobsim train --record-mfu`."""
+    one_machine = summary.get("devices", 1) == 1 or summary.get("backend") == "cpu"
     ok = (summary.get("dtype") == "float32" and summary.get("n_seeds_together", 1) == 1
-          and summary.get("devices", 1) == 1 and math.isfinite(summary.get("tokens_per_s", math.nan)))
+          and one_machine and math.isfinite(summary.get("tokens_per_s", math.nan)))
     if ok:
         record_mfu(summary["arch"], summary["n_params_total"], summary["mfu"], summary["tokens_per_s"])
     return ok

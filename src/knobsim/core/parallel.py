@@ -61,6 +61,59 @@ def _env_int(name: str) -> int | None:
     return value
 
 
+# -- One CPU device per core, for small models ------------------------------------------
+
+# XLA:CPU's thread pool splits a small model's many small ops poorly over the cores (at 1e4
+# knobs one thread can beat two); the same batch split over one CPU device per core keeps
+# every core busy. Measured on a 2-core Intel Xeon with AMX (docs/performance.md, the
+# Xeon section; `python benchmarks/bench_threads.py --configs knobsim-Ct,knobsim-Cd`, the
+# JSONs in benchmarks/results/bench_threads-vm-intel-amx*), two CPU devices against one:
+#   batch x seq   1e4 knobs   1e5 knobs   3e5 knobs   1e6 knobs
+#   16 x 64         +8%         +44%        +28%        +5%
+#   32 x 128       +78%         +21%         +8%       -33%
+# so `knobsim train` splits a transformer's batch this way up to CPU_SPLIT_MAX_PARAMS knobs.
+CPU_SPLIT_MAX_PARAMS = 320_000
+CPU_SPLIT_ARCHS = ("transformer",)  # the family measured; the others keep one device
+FORCE_FLAG = "--xla_force_host_platform_device_count"
+
+
+def cpu_split(arch: str, budget: int, batch: int, cores: int) -> int:
+    """How many CPU devices `knobsim train` splits a run over by default: one per core (the
+    largest count up to ``cores`` that divides ``batch``) for a transformer of at most
+    CPU_SPLIT_MAX_PARAMS knobs; 1 otherwise."""
+    if arch not in CPU_SPLIT_ARCHS or budget > CPU_SPLIT_MAX_PARAMS or cores < 2:
+        return 1
+    return max(d for d in range(1, min(cores, batch) + 1) if batch % d == 0)
+
+
+def _backend_started() -> bool:
+    try:
+        from jax._src import xla_bridge
+
+        return bool(xla_bridge.backends_are_initialized())
+    except (ImportError, AttributeError):  # another JAX: assume it has (the flag then waits)
+        return True
+
+
+def force_cpu_devices(n: int) -> bool:
+    """Ask XLA:CPU for ``n`` devices (``XLA_FLAGS=--xla_force_host_platform_device_count=n``)
+    if its backend has not started yet and nobody set the flag already. True if set.
+    Harmless on a GPU or TPU machine: the CPU devices are then not the default backend's."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if n < 2 or FORCE_FLAG in flags or _backend_started():
+        return False
+    os.environ["XLA_FLAGS"] = f"{flags} {FORCE_FLAG}={n}".strip()
+    return True
+
+
+def forced_cpu_count(n: int) -> int | None:
+    """After force_cpu_devices(n) returned True: ``n`` where the run's backend is the CPU
+    and has them (a run's RunConfig.devices), else None (every device JAX sees)."""
+    if jax.default_backend() != "cpu" or len(jax.devices()) < n:
+        return None
+    return n
+
+
 def data_mesh(devices=None, n: int | None = None) -> Mesh | None:
     """A one-axis ("data") mesh over ``devices`` (default: jax.devices(), all processes),
     limited to ``n`` of them (a run's ``RunConfig.devices``; None: all); None for one device."""
@@ -146,9 +199,10 @@ def describe(mesh: Mesh | None) -> str:
         return "data parallel: off, one device" + (
             f" of {n} (--devices 1 / {DEVICES_ENV}=1)" if n > 1 else "")
     hosts = jax.process_count()
-    over = (f"{mesh.size} devices" if mesh.size == n else f"{mesh.size} of {n} devices") + (
-        f" on {hosts} processes" if hosts > 1 else "")
-    return f"data parallel: on, batch split over {over} (mesh axis {AXIS!r})"
+    cpu = " CPU" if jax.default_backend() == "cpu" else ""
+    over = (f"{mesh.size}{cpu} devices" if mesh.size == n else f"{mesh.size} of {n}{cpu} devices") + (
+        f" on {hosts} processes" if hosts > 1 else " on this machine's cores" if cpu else "")
+    return f"data parallel: on, batch split over {over} (mesh axis {AXIS!r}; --devices 1: off)"
 
 
 def distributed_requested(flag: bool = False) -> bool:

@@ -65,16 +65,36 @@ def load_run(path) -> LoadedRun:
     return LoadedRun(path=path, cfg=cfg, finished=(path / "summary.json").exists())
 
 
-def resume(path, on_chunk: Callable | None = None, loaded: LoadedRun | None = None) -> dict:
+def resume(path, on_chunk: Callable | None = None, loaded: LoadedRun | None = None,
+           devices: int | None = None) -> dict:
     """Continue an unfinished run from its latest checkpoint, bit for bit, and return its
     summary (what `knobsim train --resume PATH` runs). ``loaded``: the run as load_run read
-    it (or with its config changed where a resume may: ``devices``)."""
+    it (or with its config changed where a resume may: ``devices``). ``devices``: split the
+    batch over this many devices instead of the recorded count (the same run, other bits)."""
     from knobsim.core.train import train
     from knobsim.data.language import build_language
     from knobsim.io.multihost import existing_run_dir
 
     run = loaded or load_run(path)
+    if devices is not None:
+        run = dataclasses.replace(run, cfg=dataclasses.replace(run.cfg, devices=devices))
     if run.finished:
         raise KnobsimError(f"{run.path}: this run is already finished (summary.json exists)")
+    _check_devices(run)
     rd = existing_run_dir(run.path, run.cfg)
     return train(run.cfg, run=rd, on_chunk=on_chunk, lang=build_language(run.cfg.language), resume=True)
+
+
+def _check_devices(run: LoadedRun) -> None:
+    """A run split over N devices resumes bit for bit on N devices; say how to get them
+    where this process has fewer (`knobsim train --resume` makes N CPU devices itself)."""
+    import jax
+
+    n, have = run.cfg.devices, len(jax.devices())
+    if n is None or n <= have:
+        return
+    hint = (f"start Python with XLA_FLAGS=--xla_force_host_platform_device_count={n} (or use "
+            f"`knobsim train --resume`), or resume with devices={have} (the same run, other bits)"
+            if jax.default_backend() == "cpu" else f"resume with devices={have} (the same run, other bits)")
+    raise KnobsimError(f"{run.path} was split over {n} devices (its config.json) but JAX sees "
+                       f"{have}; {hint}")

@@ -305,10 +305,12 @@ def _last_watch(hooks) -> dict | None:
 def _summaries(s: Session, prog: _Progress, first_eval, timing: dict, last_watch) -> list[dict]:
     """One summary per seed (RunFilesHook writes each into its run directory)."""
     cfg, tc, lang = s.cfg, s.cfg.train, s.lang
-    # The peak of every device the batch is split over (one device's peak, measured, times
-    # the mesh size): MFU is the share of all the hardware used.
+    # The peak of all the hardware the batch is split over, so that MFU is the share used:
+    # one accelerator's measured peak times the mesh size; on the CPU the machine's peak
+    # (measured over all its cores) once per process, as CPU devices share the cores.
     n_devices = parallel.n_devices(s.progs.mesh)
-    peak = hardware.peak_flops(cfg.dtype) * n_devices
+    units = jax.process_count() if jax.default_backend() == "cpu" else n_devices
+    peak = hardware.peak_flops(cfg.dtype) * units
     f6n, fattn = flops_per_token(cfg)
     floor = lang.entropy_rate
     tokens_per_s = timing["tokens_per_s"]  # all seeds together when vmapped; every segment
