@@ -8,7 +8,8 @@
 For each size and each --shape (batch x sequence; default both 32x128, the shape of the first
 profile, and 16x64, the experiments' and `make run`'s), the knobsim transformer that `knobsim train --params N` builds is timed on
 whole scanned chunks (sampling on the device included), after one warm-up chunk that
-compiles. The same architecture (pre-LN GPT, tied embeddings with the 1/D readout,
+compiles, on the devices `knobsim train` would give it (--devices auto: one CPU device per
+core up to 320k knobs, docs/devices.md; --devices 1: one device). The same architecture (pre-LN GPT, tied embeddings with the 1/D readout,
 sinusoidal positions, GELU-tanh), batch, sequence length and optimizer (AdamW +
 global-norm clipping) is timed in PyTorch, eager and torch.compile, with the same number
 of threads, on pre-generated random tokens (so PyTorch is not charged for sampling).
@@ -47,7 +48,7 @@ from pathlib import Path
 
 import jax
 
-from knobsim.core import hardware
+from knobsim.core import hardware, parallel
 from knobsim.config import parse_count
 from knobsim.data.language import VOCAB, build_language
 from knobsim.data.sampler import device_tables, words_needed
@@ -219,6 +220,9 @@ def main():
     ap.add_argument("--shape", default="32x128,16x64",
                     help="tokens per step as BATCHxSEQ, comma-separated (default 32x128,16x64)")
     ap.add_argument("--out", default=None, help="the JSON to write (default benchmarks/results/...)")
+    ap.add_argument("--devices", choices=("auto", "1"), default="auto",
+                    help="knobsim's devices: auto, as `knobsim train` runs it (one CPU device per "
+                         "core for transformers up to 320k knobs), or 1 (one device, all sizes)")
     a = ap.parse_args()
     dtype = canonical_dtype(a.dtype)
     try:
@@ -235,6 +239,8 @@ def main():
 
     cpu = hardware.cpu_info()
     print(f"CPU: {cpu['model']}, {cpu['cores']} cores; features: {' '.join(cpu['flags']) or 'none of note'}")
+    if a.devices == "auto":  # before JAX starts (the peak below starts it), as `knobsim train`
+        parallel.force_cpu_devices(cpu["cores"])
     peak = hardware.measure_peak_flops(n=2048, repeats=6, dtype=dtype)
     if have_torch and dtype == "bfloat16":
         peak["torch_flops"] = torch_peak_flops(dtype=dtype)
@@ -245,14 +251,16 @@ def main():
           f"backend {jax.default_backend()}")
     rows = []
     for size, (batch, seq) in itertools.product(a.sizes.split(","), shapes):
+        split = parallel.cpu_split("transformer", parse_count(size), batch, cpu["cores"]) if a.devices == "auto" else 1
+        devices = split if split > 1 and jax.default_backend() == "cpu" and len(jax.devices()) >= split else 1
         cfg = plan_run(params=parse_count(size), steps=1000, batch=batch, seq=seq, check_memory=True,
-                       dtype=dtype)
+                       dtype=dtype, devices=devices)
         n = cfg.model.n_params_total
         # Aim for ~2 s per timed repeat: fewer steps for bigger models.
         per_step_flops = 6 * n * cfg.train.tokens_per_step
         steps = int(min(200, max(2, 2 * peak["peak_flops"] * 0.3 / per_step_flops)))
         row = {"budget": size, "n_params": n, "batch": batch, "seq": seq, "shape": cfg.model.shape.to_dict(),
-               "steps_per_repeat": steps}
+               "steps_per_repeat": steps, "knobsim_devices": devices}
         # Everything compiled and warmed up first; then the timed repeats take turns
         # (knobsim, eager, compiled, knobsim, ...) so drifts in machine load hit all alike.
         # Each turn starts with one untimed call: measured here, the first call after the
@@ -288,20 +296,20 @@ def main():
         print(json.dumps({k: v for k, v in row.items() if k != "shape" and not k.endswith("_all")}), flush=True)
 
     print()
-    print(f"{'knobs':>11} {'BxT':>7} {'knobsim tok/s':>14} {'MFU':>6} {'MFU+attn':>9} {'torch eager':>12} "
+    print(f"{'knobs':>11} {'BxT':>7} {'dev':>3} {'knobsim tok/s':>14} {'MFU':>6} {'MFU+attn':>9} {'torch eager':>12} "
           f"{'torch.compile':>14} {'x best torch':>13}")
     for r in rows:
         def f(k):
             v = r.get(k)
             return f"{v:,.0f}" if v else "-"
-        print(f"{r['n_params']:>11,} {str(r['batch']) + 'x' + str(r['seq']):>7} {f('knobsim_tokens_per_s'):>14} {100 * r['mfu']:>5.1f}% "
+        print(f"{r['n_params']:>11,} {str(r['batch']) + 'x' + str(r['seq']):>7} {r['knobsim_devices']:>3} {f('knobsim_tokens_per_s'):>14} {100 * r['mfu']:>5.1f}% "
               f"{100 * r['mfu_with_attention']:>8.1f}% {f('torch_eager_tokens_per_s'):>12} "
               f"{f('torch_compile_tokens_per_s'):>14} {r['ratio_vs_best_torch']:>13.2f}")
     suffix = "" if dtype == "float32" else "-bf16"
     name = f"bench_train-{platform.node()}-{cpu_tag(cpu)}{suffix}.json"
     out = Path(a.out or Path(__file__).parent / "results" / name)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": hardware.machine_id(), "cpu": cpu, "dtype": dtype,
+    out.write_text(json.dumps({"machine": hardware.machine_id(), "cpu": cpu, "dtype": dtype, "devices": a.devices,
                                "peak": peak, "repeats": a.repeats, "shapes": [f"{b}x{t}" for b, t in shapes],
                                "date": time.strftime("%Y-%m-%d"), "rows": rows}, indent=1))
     print(f"\nwrote {out}")

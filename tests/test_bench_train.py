@@ -45,6 +45,10 @@ def test_writes_json_where_asked_one_row_per_size_and_shape(tmp_path):
     d = json.loads(out.read_text())
     assert d["shapes"] == ["4x16", "2x8"]
     assert [(row["batch"], row["seq"]) for row in d["rows"]] == [(4, 16), (2, 8)]
+    from knobsim.core import parallel, runtime
+
     for row in d["rows"]:
         assert row["knobsim_tokens_per_s"] > 0 and 0 < row["mfu"] < 1
+        # knobsim runs on the devices `knobsim train` gives it: one CPU device per core here
+        assert row["knobsim_devices"] == parallel.cpu_split("transformer", 300, row["batch"], runtime.cores())
     assert " 4x16 " in r.stdout and " 2x8 " in r.stdout
