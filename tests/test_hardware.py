@@ -1,3 +1,5 @@
+import json
+
 from knobsim.core import hardware
 from knobsim import zoo
 
@@ -27,3 +29,28 @@ def test_the_largest_trained_model_sets_the_zoos_mfu():
     tp = zoo.throughput()
     assert tp.mfu == 0.07 and "measured" in tp.mfu_source and "100,000" in tp.mfu_source
     assert tp.flops == 0.07 * 1e11
+
+
+def test_a_peak_measured_on_a_busy_machine_is_measured_again_when_it_is_idle(monkeypatch):
+    monkeypatch.delenv("KNOBSIM_PEAK_FLOPS")
+    state = {"busy": 0.9, "rate": 1.3e11, "measured": 0}
+
+    def measure(repeats, dtype):
+        state["measured"] += 1
+        return {"peak_flops": state["rate"], "dtype": dtype}
+
+    monkeypatch.setattr(hardware, "busy_share", lambda window=0.2: state["busy"])
+    monkeypatch.setattr(hardware, "measure_peak_flops", measure)
+    assert hardware.peak_flops() == 1.3e11  # a number now, even beside other work ...
+    assert hardware.peak_flops() == 1.3e11 and state["measured"] == 1  # ... kept while still busy
+    state.update(busy=0.05, rate=3.0e11)
+    assert hardware.peak_flops() == 3.0e11 and state["measured"] == 2  # idle: measured again
+    state.update(busy=0.0, rate=1.0e11)
+    assert hardware.peak_flops() == 3.0e11 and state["measured"] == 2  # settled: never again
+    cached = json.loads((hardware.cache_dir() / "peak.json").read_text())
+    assert [e.get("busy") for e in cached.values()] == [None]
+
+
+def test_busy_share_reads_the_whole_machine():
+    share = hardware.busy_share(0.05)
+    assert share is None or 0.0 <= share <= 1.0
