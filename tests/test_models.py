@@ -116,3 +116,26 @@ def test_every_family_has_a_typed_shape_that_config_json_reads_back():
                      ({**t.to_dict(), "d_model": 8.5}, "not whole numbers: d_model")]:
         with pytest.raises(KnobsimError, match=f"is not a transformer shape [(]{why}[)]"):
             FAMILIES["transformer"].Shape.from_dict(bad)
+
+
+def test_the_dense_layers_gradients_are_autodiffs_in_another_order(key):
+    """transformer._matmul computes the weight gradient as (gᵀ x)ᵀ (for XLA:CPU's layouts):
+    the same gradients as autodiff's x @ w, to float rounding, for a batch of sequences."""
+    from knobsim.models.transformer import _matmul
+
+    kx, kw, kg = jax.random.split(key, 3)
+    x = jax.random.normal(kx, (3, 5, 7))
+    w = jax.random.normal(kw, (7, 4))
+    g = jax.random.normal(kg, (3, 5, 4))
+    ours = jax.vjp(_matmul, x, w)
+    plain = jax.vjp(lambda a, b: a @ b, x, w)
+    np.testing.assert_array_equal(ours[0], plain[0])  # the forward is the same dot
+    for a, b in zip(ours[1](g), plain[1](g)):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    # and under vmap (seeds trained together) and in bf16 (the mixed-precision path)
+    xs, ws, gs = (jnp.stack([t, 2 * t]) for t in (x, w, g))
+    dx, dw = jax.vmap(lambda a, b, c: jax.vjp(_matmul, a, b)[1](c))(xs, ws, gs)
+    np.testing.assert_allclose(dw[1], 2 * jnp.einsum("bti,bto->io", 2 * x, g), rtol=1e-5, atol=1e-4)
+    half = jax.vjp(_matmul, x.astype(jnp.bfloat16), w.astype(jnp.bfloat16))[1](g.astype(jnp.bfloat16))
+    assert [t.dtype for t in half] == [jnp.bfloat16, jnp.bfloat16]
