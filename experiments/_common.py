@@ -157,9 +157,28 @@ def settings(mode: str, **kw) -> S.Settings:
 
 
 def run(points, sett: S.Settings, out: Path, quiet: bool) -> list[dict]:
-    """Train what is not finished (resumable) and return the sweep's table rows."""
+    """Train what is not finished (resumable) and return the sweep's table rows.
+
+    Ctrl-C or SIGTERM stops the sweep as `knobsim sweep` does (the runs in training write a
+    checkpoint and stop; rerun the same command to resume): one line and exit code 130 /
+    143, as any other refusal of the library (one line, its exit code), no traceback."""
+    import signal
+
+    from knobsim.cli.train import install_stop_handlers
+    from knobsim.errors import KnobsimError
+
     rep = S.Reporter() if quiet else S.RichReporter()
-    res = S.run_sweep(points, sett, out, reporter=rep)
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    install_stop_handlers()
+    try:
+        res = S.run_sweep(points, sett, out, reporter=rep)
+    except KnobsimError as e:
+        stopped = e.exit_code in (130, 143)  # a requested stop is no error
+        print(f"{'' if stopped else 'error: '}{e}", file=sys.stderr)
+        raise SystemExit(e.exit_code) from None
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     return S.read_rows(res.table)
 
 

@@ -67,3 +67,30 @@ def test_the_ln_sweep_is_scaling_params_own(monkeypatch):
     for name in ("learning_curves", "explosion"):  # through C.ln_rows, which trains ln_points
         assert "C.ln_rows(a, " in (EXP / f"{name}.py").read_text(), name
     assert "run(ln_points(a.mode)" in (EXP / "_common.py").read_text()
+
+
+def test_a_stopped_experiment_sweep_is_one_line_and_its_exit_code(monkeypatch, capsys):
+    """SIGTERM to `python experiments/isoflop.py` once ended in a traceback: the sweep's
+    Stopped (checkpoint written) now ends it with one line and exit code 143."""
+    import signal
+
+    import pytest
+
+    monkeypatch.syspath_prepend(str(EXP))
+    import _common as C
+    from knobsim.core.hooks import Stopped
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def stopped(*a, **kw):
+        assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, handlers[signal.SIGTERM])
+        raise Stopped("stopped by SIGTERM at step 8, checkpoint saved; rerun the same sweep to resume",
+                      exit_code=143)
+
+    monkeypatch.setattr(C.S, "run_sweep", stopped)
+    with pytest.raises(SystemExit) as e:
+        C.run([], C.settings("tiny"), EXP / "nowhere", quiet=True)
+    assert e.value.code == 143
+    assert capsys.readouterr().err == ("stopped by SIGTERM at step 8, checkpoint saved; rerun the "
+                                       "same sweep to resume\n")
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers  # the caller's, restored
