@@ -119,9 +119,9 @@ def test_every_family_has_a_typed_shape_that_config_json_reads_back():
 
 
 def test_the_dense_layers_gradients_are_autodiffs_in_another_order(key):
-    """transformer._matmul computes the weight gradient as (gᵀ x)ᵀ (for XLA:CPU's layouts):
+    """models.dense.matmul computes the weight gradient as (gᵀ x)ᵀ (for XLA:CPU's layouts):
     the same gradients as autodiff's x @ w, to float rounding, for a batch of sequences."""
-    from knobsim.models.transformer import _matmul
+    from knobsim.models.dense import matmul as _matmul
 
     kx, kw, kg = jax.random.split(key, 3)
     x = jax.random.normal(kx, (3, 5, 7))

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from knobsim.config import MLPShape as Shape  # the family's shape: vocab, context, d_embed, d_hidden
+from knobsim.models.dense import matmul
 from knobsim.models.linear import _shifted
 
 
@@ -35,8 +36,8 @@ def apply(params: dict, tokens_BT: jax.Array, shape: Shape) -> jax.Array:
     x_NBTE = params["embed"]["w_VE"][prev_NBT]
     n, b, t, e = x_NBTE.shape
     x_BTX = jnp.transpose(x_NBTE, (1, 2, 0, 3)).reshape(b, t, n * e)
-    h_BTH = jnp.tanh(x_BTX @ params["hidden"]["w_XH"] + params["hidden"]["b_H"])
-    return h_BTH @ params["out"]["w_HV"] + params["out"]["b_V"]
+    h_BTH = jnp.tanh(matmul(x_BTX, params["hidden"]["w_XH"]) + params["hidden"]["b_H"])
+    return matmul(h_BTH, params["out"]["w_HV"]) + params["out"]["b_V"]
 
 
 def count(shape: Shape) -> int:

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from knobsim.config import TransformerShape as Shape  # the family's shape (d_model, n_layer, ...)
 from knobsim.models.counting import DecoderSpec, count_decoder
+from knobsim.models.dense import matmul
 
 
 def spec(shape: Shape) -> DecoderSpec:
@@ -72,38 +73,6 @@ def init(key: jax.Array, shape: Shape) -> dict:
     return params
 
 
-@jax.custom_vjp
-def _matmul(x_BTI, w_IO):
-    """``x @ w`` for a dense layer, whose weight gradient is computed as ``(gᵀ x)ᵀ``.
-
-    The weight gradient ``xᵀ g`` contracts the B·T rows of both operands. XLA:CPU's dots
-    take their right operand with the contracted axis last, so one operand is transposed, and
-    from autodiff's ``xᵀ g`` XLA transposes ``g``, the output's cotangent: it fuses that
-    transpose into the elementwise backward that produces ``g`` (a LayerNorm's, a residual
-    sum) and writes it column by column, at ~25 ns an element. At 1e6 knobs and 16 x 64 those
-    fusions were 40% of a step's op time (benchmarks/profile_step.py, 2-core Intel Xeon with
-    AMX). Written as ``(gᵀ x)ᵀ``, XLA transposes ``x``, an array already in memory (a plain
-    copy), and the small (in, out) result. The same products, summed in another order: a
-    run's bits change, not its losses (docs/performance.md)."""
-    return x_BTI @ w_IO
-
-
-def _matmul_fwd(x_BTI, w_IO):
-    return x_BTI @ w_IO, (x_BTI, w_IO)
-
-
-def _matmul_bwd(res, g_BTO):
-    x_BTI, w_IO = res
-    x_NI = x_BTI.reshape(-1, x_BTI.shape[-1])
-    g_NO = g_BTO.reshape(-1, g_BTO.shape[-1])
-    dx_BTI = (g_NO @ w_IO.T).reshape(x_BTI.shape)
-    dw_OI = jax.lax.dot_general(g_NO, x_NI, (((0,), (0,)), ((), ())))  # gᵀ x: contracts the rows
-    return dx_BTI, dw_OI.T
-
-
-_matmul.defvjp(_matmul_fwd, _matmul_bwd)
-
-
 def _layernorm(x, p, eps=1e-5):
     # Statistics in float32 whatever the compute dtype (a no-op in float32): a bf16 mean
     # over hundreds of channels loses the variance.
@@ -125,7 +94,7 @@ def sinusoids(t: int, d: int) -> jax.Array:
 def _attention(x_BTD, p, n_head):
     b, t, d = x_BTD.shape
     k_dim = d // n_head
-    qkv = _matmul(x_BTD, p["w_qkv_D3D"]) + p["b_qkv_3D"]
+    qkv = matmul(x_BTD, p["w_qkv_D3D"]) + p["b_qkv_3D"]
     q, k, v = jnp.split(qkv.reshape(b, t, 3, n_head, k_dim), 3, axis=2)
     q, k, v = (a[:, :, 0] for a in (q, k, v))  # (B, T, H, K)
     s_BHTT = jnp.einsum("bthk,bshk->bhts", q, k) / math.sqrt(k_dim)
@@ -133,12 +102,12 @@ def _attention(x_BTD, p, n_head):
     s_BHTT = jnp.where(causal, s_BHTT, jnp.finfo(s_BHTT.dtype).min)
     w_BHTT = jax.nn.softmax(s_BHTT.astype(jnp.float32), axis=-1).astype(v.dtype)
     o_BTD = jnp.einsum("bhts,bshk->bthk", w_BHTT, v).reshape(b, t, d)
-    return _matmul(o_BTD, p["w_o_DD"]) + p["b_o_D"]
+    return matmul(o_BTD, p["w_o_DD"]) + p["b_o_D"]
 
 
 def _mlp(x_BTD, p):
-    h_BTF = jax.nn.gelu(_matmul(x_BTD, p["w_in_DF"]) + p["b_in_F"])
-    return _matmul(h_BTF, p["w_out_FD"]) + p["b_out_D"]
+    h_BTF = jax.nn.gelu(matmul(x_BTD, p["w_in_DF"]) + p["b_in_F"])
+    return matmul(h_BTF, p["w_out_FD"]) + p["b_out_D"]
 
 
 def apply(params: dict, tokens_BT: jax.Array, shape: Shape) -> jax.Array:
