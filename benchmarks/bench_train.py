@@ -252,7 +252,7 @@ def main():
     rows = []
     for size, (batch, seq) in itertools.product(a.sizes.split(","), shapes):
         split = parallel.cpu_split("transformer", parse_count(size), batch, cpu["cores"]) if a.devices == "auto" else 1
-        devices = split if split > 1 and jax.default_backend() == "cpu" and len(jax.devices()) >= split else 1
+        devices = (split > 1 and parallel.forced_cpu_count(split)) or 1
         cfg = plan_run(params=parse_count(size), steps=1000, batch=batch, seq=seq, check_memory=True,
                        dtype=dtype, devices=devices)
         n = cfg.model.n_params_total

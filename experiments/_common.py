@@ -162,23 +162,17 @@ def run(points, sett: S.Settings, out: Path, quiet: bool) -> list[dict]:
     Ctrl-C or SIGTERM stops the sweep as `knobsim sweep` does (the runs in training write a
     checkpoint and stop; rerun the same command to resume): one line and exit code 130 /
     143, as any other refusal of the library (one line, its exit code), no traceback."""
-    import signal
-
-    from knobsim.cli.train import install_stop_handlers
+    from knobsim.cli.train import stop_handlers
     from knobsim.errors import KnobsimError
 
     rep = S.Reporter() if quiet else S.RichReporter()
-    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    install_stop_handlers()
     try:
-        res = S.run_sweep(points, sett, out, reporter=rep)
+        with stop_handlers():
+            res = S.run_sweep(points, sett, out, reporter=rep)
     except KnobsimError as e:
         stopped = e.exit_code in (130, 143)  # a requested stop is no error
         print(f"{'' if stopped else 'error: '}{e}", file=sys.stderr)
         raise SystemExit(e.exit_code) from None
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
     return S.read_rows(res.table)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import click
@@ -20,23 +19,6 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
     if not vals:
         raise KnobsimError(f"{what} is empty; e.g. 0.5,1,2")
     return vals
-
-
-@contextlib.contextmanager
-def _stop_handlers():
-    """knobsim train's SIGINT/SIGTERM handlers (stop after the chunk, with a checkpoint;
-    a second signal at once) while the sweep runs; the caller's own ones after it."""
-    import signal
-
-    from knobsim.cli.train import install_stop_handlers
-
-    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    install_stop_handlers()
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
 
 
 def _jobs(text: str) -> int | None:
@@ -186,7 +168,9 @@ def sweep(sizes, seeds, arch, tokens, tokens_per_param, pool_tokens, batch, seq,
         _print_plan(console, S, points, settings, out, shard_t)
         return
     rep = S.Reporter() if quiet else S.RichReporter(console)
-    with _stop_handlers():  # Ctrl-C / SIGTERM: runs in training checkpoint, then stop
+    from knobsim.cli.train import stop_handlers
+
+    with stop_handlers():  # Ctrl-C / SIGTERM: runs in training checkpoint, then stop
         if ray_address is not None:
             from knobsim.scaling.ray_sweep import run_sweep_ray
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -259,6 +260,21 @@ def install_stop_handlers() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+@contextlib.contextmanager
+def stop_handlers():
+    """install_stop_handlers while a sweep runs (`knobsim sweep`, the experiments); the
+    caller's own handlers after it."""
+    import signal
+
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    install_stop_handlers()
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
 def _record(summary: dict, record_mfu: bool, console, as_json: bool) -> None:
     """--record-mfu: the zoo's MFU from this run (knobsim.core.hardware.record_run_mfu)."""
     if not record_mfu:
@@ -279,9 +295,7 @@ def _recorded_devices(path: Path) -> int:
     except KnobsimError:
         return 1
 
-
 def _resume(path: Path, quiet: bool, as_json: bool, record_mfu: bool, devices: int | None, kw: dict):
-    import dataclasses
 
     from knobsim.core.runs import load_run, resume
 
@@ -296,8 +310,6 @@ def _resume(path: Path, quiet: bool, as_json: bool, record_mfu: bool, devices: i
             raise KnobsimError(f"{path}: this run is already finished (summary.json exists)")
     except KnobsimError as e:
         raise KnobsimError(f"--resume {e}") from None
-    if devices is not None:  # (the data layout, not the run: it may move to other hardware)
-        run = dataclasses.replace(run, cfg=dataclasses.replace(run.cfg, devices=devices))
     console = _err_console()
     if not as_json:
         step = run.latest_checkpoint()
@@ -306,7 +318,8 @@ def _resume(path: Path, quiet: bool, as_json: bool, record_mfu: bool, devices: i
                           "checkpoint; what was logged after it is replayed)")
     install_stop_handlers()
     summary = run_with_progress(run.cfg, None, None, quiet or as_json, console, live=bool(kw.get("watch")),
-                                runner=lambda on_chunk=None: resume(path, on_chunk=on_chunk, loaded=run))
+                                runner=lambda on_chunk=None: resume(path, on_chunk=on_chunk, loaded=run,
+                                                                    devices=devices))
     _record(summary, record_mfu, console, as_json)
     if as_json:
         click.echo(json.dumps(summary))
