@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from knobsim.cli.options import Count, language_from, language_options
+from knobsim.cli.train import stop_handlers
 from knobsim.errors import KnobsimError
 from knobsim.models import FAMILIES
 
@@ -168,8 +169,6 @@ def sweep(sizes, seeds, arch, tokens, tokens_per_param, pool_tokens, batch, seq,
         _print_plan(console, S, points, settings, out, shard_t)
         return
     rep = S.Reporter() if quiet else S.RichReporter(console)
-    from knobsim.cli.train import stop_handlers
-
     with stop_handlers():  # Ctrl-C / SIGTERM: runs in training checkpoint, then stop
         if ray_address is not None:
             from knobsim.scaling.ray_sweep import run_sweep_ray

@@ -295,8 +295,8 @@ def _recorded_devices(path: Path) -> int:
     except KnobsimError:
         return 1
 
-def _resume(path: Path, quiet: bool, as_json: bool, record_mfu: bool, devices: int | None, kw: dict):
 
+def _resume(path: Path, quiet: bool, as_json: bool, record_mfu: bool, devices: int | None, kw: dict):
     from knobsim.core.runs import load_run, resume
 
     ctx = click.get_current_context()
