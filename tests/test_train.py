@@ -28,6 +28,7 @@ def _setup(**kw):
     return cfg, device_tables(lang), progs
 
 
+@pytest.mark.default_xla
 def test_scanned_chunk_equals_steps_one_by_one():
     cfg, tables, progs = _setup()
     s_scan, m_scan = progs.chunk(init_state(cfg, progs), tables, None, 4)

@@ -57,6 +57,7 @@ def test_config_json_is_the_whole_run_config(runs):
     assert RunConfig.from_dict(plain) == cfg
 
 
+@pytest.mark.default_xla
 def test_recording_does_not_change_training(runs):
     root = runs["root"]
     a, b = read_metrics(root / "watched"), read_metrics(root / "plain")
