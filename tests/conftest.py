@@ -39,7 +39,9 @@ os.environ.setdefault("KNOBSIM_HUGEPAGES", "0")
 # Every assertion compares runs made under the same flags, so nothing tested depends on
 # them; `make run`, the experiments and the benchmarks use XLA's defaults.
 # KNOBSIM_TEST_FAST_COMPILE=0 keeps the defaults here too. Subprocesses inherit them.
-USER_XLA_FLAGS = os.environ.get("XLA_FLAGS")  # as the suite was started: what default_xla restores
+# XLA_FLAGS as the suite was started, for default_xla to restore. Kept in the environment:
+# xdist's workers (and children) inherit XLA_FLAGS with the flags below already added.
+os.environ.setdefault("KNOBSIM_TEST_USER_XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
 FAST_COMPILE = os.environ.get("KNOBSIM_TEST_FAST_COMPILE", "1") == "1"
 if FAST_COMPILE:
     for _flag in ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false"):
@@ -104,10 +106,8 @@ def pytest_pyfunc_call(pyfuncitem):
     import subprocess
     import sys
 
-    env = {**os.environ, "KNOBSIM_TEST_FAST_COMPILE": "0"}
-    env.pop("XLA_FLAGS", None)
-    if USER_XLA_FLAGS is not None:
-        env["XLA_FLAGS"] = USER_XLA_FLAGS
+    env = {**os.environ, "KNOBSIM_TEST_FAST_COMPILE": "0",
+           "XLA_FLAGS": os.environ["KNOBSIM_TEST_USER_XLA_FLAGS"]}
     p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                         "-p", "no:xdist", pyfuncitem.nodeid], cwd=pyfuncitem.config.rootpath,
                        capture_output=True, text=True, env=env, timeout=600)
