@@ -4,7 +4,8 @@
 
 Refits the full run's E-free law (from 3.2e3 knobs, as scaling_params' full mode does, 200
 bootstrap resamples) with the rule's runs at the sizes N_TOTALS replaced by this folder's
-half-rule runs of the same budget and characters (all their seeds), and prints both fits.
+half-rule runs (all their seeds and characters), and prints both fits. A size of N_TOTALS
+the full run does not have (1e6 knobs: 1000212) is added from this folder's half-rule runs.
 Trains nothing (~2 min).
 """
 import csv
@@ -15,6 +16,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 from knobsim import scaling  # noqa: E402
+from knobsim.core.optim import default_lr  # noqa: E402
 
 FIT_FROM = 3000  # experiments/_common.py LN_SWEEP["full"]["fit_from"]
 
@@ -41,14 +43,14 @@ def main():
     full = read(HERE.parent / "scaling_params" / "results.csv")
     lr = read(HERE / "results.csv")
     want = set((sys.argv[1] if len(sys.argv) > 1 else "9962,31624,99935").split(","))
-    rule_lr = {r["n_params_total"]: float(r["lr"]) for r in full}
     half = [r for r in lr if r["n_params_total"] in want
-            and abs(float(r["lr"]) / rule_lr[r["n_params_total"]] - 0.5) < 0.01]
+            and abs(float(r["lr"]) / default_lr("transformer", int(r["n_params_total"])) - 0.5) < 0.01]
     tuned = [r for r in full if r["n_params_total"] not in want] + half
     floor = float(full[0]["entropy_floor"])
     show("the full run (the rule's lr)", full, floor)
-    print(f"replaced by half-rule runs: {sorted({r['n_params_total'] for r in half}, key=int)} "
-          f"({len(half)} runs)")
+    chars = sorted({(int(r["n_params_total"]), int(r["tokens"])) for r in half})
+    print(f"replaced by (or added as) half-rule runs: {len(half)} runs, (knobs, characters) "
+          f"{', '.join(f'({n}, {d / 1e6:g}M)' for n, d in chars)}")
     show("with them", tuned, floor)
 
 
