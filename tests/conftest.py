@@ -34,13 +34,16 @@ os.environ.setdefault("KNOBSIM_HUGEPAGES", "0")
 #   experiment's run drops from 23.8 s to 17.1 s.
 # - xla_cpu_use_fusion_emitters=false: XLA:CPU emits its fusions with its older LLVM IR
 #   emitters instead of the MLIR ones (MLIR's pattern rewriting and uniquing top the
-#   compiler's symbols in `perf record -a` of the suite): a tiny `knobsim train` (2k knobs, 30 steps,
-#   uncached) takes 5.7 s of CPU instead of 8.7, with the same eval loss to 4 digits.
-# Every assertion compares runs made under the same flags, so nothing tested depends on
-# them; `make run`, the experiments and the benchmarks use XLA's defaults.
-# KNOBSIM_TEST_FAST_COMPILE=0 keeps the defaults here too. Subprocesses inherit them.
-# XLA_FLAGS as the suite was started, for default_xla to restore. Kept in the environment:
-# xdist's workers (and children) inherit XLA_FLAGS with the flags below already added.
+#   compiler's symbols in `perf record -a` of the suite): a tiny `knobsim train` (2k
+#   knobs, 30 steps, uncached) takes 5.7 s of CPU instead of 8.7, same eval loss to 4 digits.
+# Assertions compare runs made under the same flags, so nothing tested depends on them;
+# the two tests that compare two different programs bit for bit are marked default_xla
+# and run under XLA's defaults (pytest_pyfunc_call below). `make run`, the experiments and
+# the benchmarks use the defaults. KNOBSIM_TEST_FAST_COMPILE=0 keeps the defaults here
+# too. Subprocesses inherit the flags.
+#
+# XLA_FLAGS as the suite was started, for default_xla to restore, kept in the environment:
+# xdist's workers (and their children) inherit XLA_FLAGS with the flags already added.
 os.environ.setdefault("KNOBSIM_TEST_USER_XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
 FAST_COMPILE = os.environ.get("KNOBSIM_TEST_FAST_COMPILE", "1") == "1"
 if FAST_COMPILE:
