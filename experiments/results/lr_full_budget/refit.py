@@ -44,7 +44,8 @@ def main():
     lr = read(HERE / "results.csv")
     want = set((sys.argv[1] if len(sys.argv) > 1 else "9962,31624,99935").split(","))
     def half_rule(r):
-        return abs(float(r["lr"]) / default_lr("transformer", int(r["n_params_total"])) - 0.5) < 0.01
+        rule = default_lr("transformer", int(r["n_params_total"]))
+        return abs(float(r["lr"]) / rule - 0.5) < 0.01
 
     half = [r for r in lr if r["n_params_total"] in want and half_rule(r)]
     tuned = [r for r in full if r["n_params_total"] not in want] + half
