@@ -43,6 +43,7 @@ def main():
     full = read(HERE.parent / "scaling_params" / "results.csv")
     lr = read(HERE / "results.csv")
     want = set((sys.argv[1] if len(sys.argv) > 1 else "9962,31624,99935").split(","))
+
     def half_rule(r):
         rule = default_lr("transformer", int(r["n_params_total"]))
         return abs(float(r["lr"]) / rule - 0.5) < 0.01
