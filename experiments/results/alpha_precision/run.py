@@ -4,7 +4,7 @@
 
 The cheapest instrument before a longer sweep: synthetic L(N) points built from the exact
 ideal learner of the default language mapped through the measured K_eff = c N^gamma of the
-full run (c, gamma from experiments/results/scaling_params/summary.json), with Gaussian
+full run (c, gamma from experiments/results/scaling_params_rule_lr/scaling_params/summary.json), with Gaussian
 seed noise of the measured relative size, at half-decade sizes from 3.16e3 knobs up over 2,
 2.5, 3 and 3.5 decades, 3 or 6 seeds each. Each is fitted exactly as scaling_params fits its
 runs (knobsim.scaling.fit_power_law, E free, BOOT bootstrap resamples); repeated over noise
@@ -31,7 +31,7 @@ BOOT = 100  # resamples per fit (scaling_params uses 200; 100 to keep this cheap
 
 
 def main():
-    src = ROOT / "experiments/results/scaling_params/scaling_params/summary.json"
+    src = ROOT / "experiments/results/scaling_params_rule_lr/scaling_params/summary.json"
     if not src.is_file():
         src = ROOT / "experiments/results/scaling_params_partial/summary.json"
     s = json.loads(src.read_text())

@@ -40,7 +40,7 @@ def show(name, rows, floor):
 
 
 def main():
-    full = read(HERE.parent / "scaling_params" / "results.csv")
+    full = read(HERE.parent / "scaling_params_rule_lr" / "results.csv")
     lr = read(HERE / "results.csv")
     want = set((sys.argv[1] if len(sys.argv) > 1 else "9962,31624,99935").split(","))
 

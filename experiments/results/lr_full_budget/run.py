@@ -5,7 +5,7 @@
 Trains the full run's small points (SEEDS seeds, default 3, CHARACTERS characters, default 32M,
 batch 16 x 64, the default language) at multiples of the default lr rule, into experiments/out/lr_full_budget/sweep
 (resumable), and prints the mean eval loss per size and lr. The rule's own runs are the
-full run's (experiments/results/scaling_params/results.csv).
+full run's (experiments/results/scaling_params_rule_lr/results.csv: the earlier full mode, the rule's lr).
 """
 import sys
 from pathlib import Path
