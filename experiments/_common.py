@@ -34,15 +34,27 @@ TINY = dict(batch=4, seq=16)  # --tiny: 64 tokens per step
 # fit_from: the smallest size the L(N) fits use (0: every size). Full mode fits from 3e3
 # knobs: its 1e3-knob runs sit off the law (they know 10..20 words where K = c N^gamma of
 # the larger sizes says ~27, and their seeds spread over 1.01..1.33 nats at every lr from
-# 0.25x to 2x the rule; experiments/results/scaling_params/README.md), as the pilot said of
+# 0.25x to 2x the rule; experiments/results/lr_full_budget/README.md), as the pilot said of
 # sizes knowing fewer than ~K_EFF_MIN words. The fit over every run is kept beside it.
 LN_SWEEP = {
-    "full": dict(sizes="1e3:3.16e5:6", seeds=3, tokens=None, fit_from=3000),
+    "full": dict(sizes="1000,3162,9997,31609,99935,316000,1000000", seeds=3, tokens=None,
+                 fit_from=3000),
     "quick": dict(sizes="1e3:3.16e5:6", seeds=3, tokens=1_000_000, fit_from=0),
     "tiny": dict(sizes="200,400,800", seeds=2, tokens=256, fit_from=0),
 }
-FULL_MIN_TOKENS = 32_000_000  # full mode: D = max(32M, 200 N), capacity-limited (the pilot)
-FULL_TOKENS_PER_KNOB = 200
+# Full mode: D = max(32M, 64 N) characters per run (64M at 1e6 knobs), each size's tokens
+# chosen so that doubling them changes its eval loss by < 1% (experiments/results/
+# scaling_doubling; 1e6: experiments/results/lr_full_budget).
+FULL_MIN_TOKENS = 32_000_000
+FULL_TOKENS_PER_KNOB = 64
+# Full mode's learning rates, as multiples of the default rule (optim.default_lr): the best
+# of the grid measured at these very budgets (experiments/results/lr_full_budget, 0.25x to
+# 2x the rule, 3 seeds). The rule is best at 3.2e3 knobs; from 1e4 up half the rule is
+# (0.3% to 0.8% lower loss), the optimum drifting below the rule as N grows. 1e3: no lr
+# is better (seeds spread 1.01..1.33 at every lr); 1e6: not measured, half the rule as
+# from 3.2e4 up. A multiple of 1 leaves the point's lr to the rule (lr None).
+FULL_LR_MULTIPLE = {1000: 1.0, 3162: 1.0, 9997: 0.5, 31609: 0.5, 99935: 0.5, 316000: 0.5,
+                    1000000: 0.5}
 
 
 def parse(doc: str, name: str, extra=None) -> argparse.Namespace:
@@ -82,8 +94,22 @@ def ln_points(mode: str) -> list[S.Point]:
         return S.sweep_points(S.parse_sizes(m["sizes"]), m["seeds"], tokens=m["tokens"], **sh)
     pts = []
     for b in S.parse_sizes(m["sizes"]):
-        pts += S.sweep_points([b], m["seeds"], tokens=max(FULL_MIN_TOKENS, FULL_TOKENS_PER_KNOB * b), **sh)
+        pts += S.sweep_points([b], m["seeds"], tokens=max(FULL_MIN_TOKENS, FULL_TOKENS_PER_KNOB * b),
+                              lr=full_lr(b), **sh)
     return pts
+
+
+def full_lr(budget: int) -> float | None:
+    """The full mode's lr at a size: FULL_LR_MULTIPLE x the default rule (None: the rule)."""
+    from knobsim.core.optim import default_lr
+    from knobsim.data.language import VOCAB
+    from knobsim.models import sizing
+
+    mult = FULL_LR_MULTIPLE[budget]
+    if mult == 1.0:
+        return None
+    n = sizing.count_params("transformer", sizing.shape_for_budget("transformer", budget, VOCAB, SEQ))
+    return float(default_lr("transformer", n.total) * mult)
 
 
 def ln_fitted(rows, mode: str) -> list[dict]:

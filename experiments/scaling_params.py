@@ -1,16 +1,21 @@
 """L(N): eval loss against parameter count, data effectively unlimited, 3 seeds.
 
     python experiments/scaling_params.py --quick     # 6 sizes 1e3..3.2e5, 1M tokens each: ~4 min
-    python experiments/scaling_params.py             # 6 sizes 1e3..3.2e5, max(32M, 200 N) tokens: ~4 h on 2 cores
+    python experiments/scaling_params.py             # 7 sizes 1e3..1e6, max(32M, 64 N) tokens,
+                                                     # each size at its tuned lr: ~4.5 h on 2 cores
     python experiments/scaling_params.py --quick --preset english   # the lesson: the same
                                                      # sweep on the English-like language
 
 Every run samples fresh text from the language at every step (no repetition), so data is
 effectively unlimited; the token budget D is the same for every size in --quick (1M). The
-full mode gives each size enough text to be capacity-limited, max(32M, 200 N) characters
-(64M at 3.2e5 knobs): the pilot in experiments/results/scaling_pilot found every size still
-gaining >= 1% per doubling of text up to 16M (docs/scaling.md, "Points that measure N"). Two fits of L(N) = E + A / N^alpha over all runs (each
-seed a row), both by knobsim.scaling.fit (Huber on log loss, L-BFGS, 200 bootstrap
+full mode gives each size enough text to be capacity-limited, max(32M, 64 N) characters
+(64M at 1e6 knobs): the pilot in experiments/results/scaling_pilot found every size still
+gaining >= 1% per doubling of text up to 16M; halving these budgets changes 3.2e4, 1e5 and
+3.2e5 knobs by < 1% (experiments/results/scaling_doubling; docs/scaling.md, "Points that
+measure N"). Its learning rates are each size's
+best on a measured grid (_common.FULL_LR_MULTIPLE: the rule up to 3.2e3 knobs, half the
+rule from 1e4; experiments/results/lr_full_budget). Two fits of L(N) = E + A / N^alpha
+over all runs (each seed a row), both by knobsim.scaling.fit (Huber on log loss, L-BFGS, 200 bootstrap
 resamples): E free, and E fixed at the language's exact entropy rate (the floor no model
 can beat). N is the total knob count (embeddings included).
 
@@ -25,13 +30,15 @@ learner's own E-free fit missing that floor, which is why the real fit misses it
 
 Writes to --out (default experiments/out/scaling_params[-quick][-english]):
   sweep/                  the runs and results.csv (resumable)
-  scaling_params.png      L(N) with both fits and bands | L - floor, log-log
+  scaling_params.png      L(N) with both fits and bands | L - floor, log-log; the data
+                          limit of each size's token budget
   real_vs_ideal.png       words known K_eff(N) with K = c N^gamma | L(N) beside L*(c N^gamma)
                           | the ideal learner's own E-free fit of L*(K)
                           (when 2 or more sizes know >= 10 words)
   summary.json            alpha, alpha_ci, r2, E_fit, E_fit_ci, entropy_floor, n_min, n_max,
                           and the same for the fit with E fixed (*_floor_fixed); per size
-                          its K_eff, the ideal learner's alpha, and k_eff_fit (c, gamma);
+                          its K_eff, lr, tokens and their data limit (learnable_words,
+                          data_limit_loss); the ideal learner's alpha, and k_eff_fit (c, gamma);
                           ideal_fit (the ideal learner's E-free fit) and data_limit (per
                           token budget: words seen >= 30 times and the ideal learner's loss)
 """
@@ -48,7 +55,7 @@ from knobsim import scaling
 from knobsim.config import PRESETS
 from knobsim.data.ideal import K_EFF_MIN  # words: below it L*(K) is no power law yet
 
-MODES = {  # the sweep per mode (sizes, seeds, tokens; full: D = max(32M, 200 N); the
+MODES = {  # the sweep per mode (sizes, seeds, tokens; full: D = max(32M, 64 N); the
     # smallest size fitted, fit_from) is _common.LN_SWEEP, which learning_curves and
     # explosion read too; here: bootstrap resamples
     "full": dict(C.LN_SWEEP["full"], boot=200),
@@ -128,7 +135,8 @@ def knowledge_fit(rows, boot: int, language, seed: int = 0) -> dict | None:
                             for a, b, r in zip(n, k, rows)]}
 
 
-def figure_knowledge(rows, kfit: dict, floor: float, out, title: str, language, free=None):
+def figure_knowledge(rows, kfit: dict, floor: float, out, title: str, language, free=None,
+                     limits=()):
     """Left: words known (K_eff) against knobs, with K = c N^gamma. Middle: the real L(N), its
     E-free fit's E, beside the ideal learner mapped through that fit, L*(c N^gamma). Right:
     the ideal learner's own E-free fit of L*(K) - floor: a real fit can find the floor only
@@ -149,6 +157,9 @@ def figure_knowledge(rows, kfit: dict, floor: float, out, title: str, language, 
         ci_text = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
         a1.plot(grid, c * grid ** g, "-", color=P.color(1), lw=1.6,
                 label=f"K = c N^γ, γ = {g:.2f}{ci_text}\n({n.max() / (c * n.max() ** g):,.0f} knobs per word at N = {n.max():,.0f})")
+        if len(limits) > 1:
+            _data_limit_segments(a1, rows, limits, key="learnable_words",
+                                 label="words seen ≥ 30 times in each size's D\n(what its text can teach)")
         P.loglog(a1, "parameters N (total)", "words known, K_eff", "How many words a model of N knobs knows")
         a1.legend(loc="lower right", fontsize=8.5)
 
@@ -208,6 +219,8 @@ def figure(rows, free, fixed, floor, out, title, limits=(), used=None, every=Non
             a1.axhline(lim["ideal_loss"], color=P.color(3), ls="-.", lw=1.0,
                        label=f"data limit at D = {P.plain(lim['tokens'])}: ideal learner of the\n"
                              f"{lim['learnable_words']} words seen ≥ 30 times, {lim['ideal_loss']:.3f}")
+        else:  # sizes trained on different budgets: each budget's limit under its sizes
+            _data_limit_segments(a1, rows, limits)
         P.loglog(a1, "parameters N (total, embeddings included)", "eval loss (nats/char)",
                  "L(N) = E + A / N^α, 95% bootstrap bands")
         a1.set_ylim(floor * 0.85, None)
@@ -218,6 +231,8 @@ def figure(rows, free, fixed, floor, out, title, limits=(), used=None, every=Non
         P.points_left_out(a2, out_of_range, offset=floor)
         P.fit_band(a2, fixed, grid, offset=floor, color_=P.color(2), ls="--",
                    label=f"A / N^α with E = floor, α = {fixed.alpha:.3f}")
+        if len(limits) > 1:
+            _data_limit_segments(a2, rows, limits, offset=floor, name=True)
         c_free, _, _ = P.law_band(free, grid, offset=floor)
         a2.plot(grid, c_free, color=P.color(1), lw=1.2,
                 label=f"E-free fit − floor (its E − floor = {free.E - floor:+.3f})")
@@ -226,6 +241,24 @@ def figure(rows, free, fixed, floor, out, title, limits=(), used=None, every=Non
         a2.legend(loc="upper right")
         fig.suptitle(title, fontsize=11)
         return P.save(fig, out / "scaling_params.png")
+
+
+def _data_limit_segments(ax, rows, limits, offset: float = 0.0, name: bool = False,
+                         key: str = "ideal_loss", label: str | None = None) -> None:
+    """Each token budget's data limit drawn under the sizes that trained on that budget: the
+    loss of the ideal learner of the words seen >= 30 times in D characters (``key``
+    "ideal_loss"), or those words (``key`` "learnable_words"). A point on its segment is
+    limited by its text, not by its knobs. ``name``: each segment says its D."""
+    label = label or "data limit of each size's D: ideal learner\nof the words seen ≥ 30 times in D"
+    for i, lim in enumerate(limits):
+        ns = [r["n_params_total"] for r in rows if r["tokens"] == lim["tokens"]]
+        y = lim[key] - offset
+        ax.plot([min(ns) / 1.4, max(ns) * 1.4], [y, y], color=P.color(3), ls="-.", lw=1.2,
+                label=None if i else label)
+        if name:
+            ax.annotate(f"D = {P.plain(lim['tokens'])}: {lim['learnable_words']} words",
+                        (max(ns) * 1.4, y), textcoords="offset points", xytext=(-4, -10),
+                        ha="right", va="top", fontsize=7.5, color=P.color(3))
 
 
 def _options(ap):
@@ -243,7 +276,7 @@ def figures(a, rows, used, free, fixed, every, limits, kfit, language) -> list:
              f"{len({r['seed'] for r in rows})} seeds, {dtext}, fresh text every step")
     pngs = [figure(rows, free, fixed, floor, a.out, title, limits, used, every)]
     if kfit is not None:
-        pngs.append(figure_knowledge(rows, kfit, floor, a.out, title, language, free))
+        pngs.append(figure_knowledge(rows, kfit, floor, a.out, title, language, free, limits))
     return pngs
 
 
@@ -268,13 +301,25 @@ def summary(a, rows, used, free, fixed, every, limits, kfit, language) -> dict:
             "alpha": every.alpha, "alpha_ci": every.ci.get("alpha"), "r2": every.r2,
             "E_fit": every.E, "E_fit_ci": every.ci.get("E"), "E_fit_minus_floor": every.E - floor},
         "tokens": sorted({r["tokens"] for r in rows}), "seeds": sorted({r["seed"] for r in rows}),
-        "lr_rule": "optim.default_lr", "batch": rows[0]["batch"], "seq": rows[0]["seq"],
+        "lr_rule": ("optim.default_lr" if all(r.get("lr_source", "rule") == "rule" for r in rows)
+                    else "per size (per_size: lr); full mode: optim.default_lr x _common.FULL_LR_MULTIPLE"),
+        "batch": rows[0]["batch"], "seq": rows[0]["seq"],
         "per_size": [{"n_params": int(n), "loss_mean": float(mu), "loss_sd": float(s), "seeds": int(c),
-                      "k_eff": ke} for n, mu, s, c, ke in zip(ns, mean, sd, k, keff)],
+                      "k_eff": ke, **_size_budget(rows, n, limits)}
+                     for n, mu, s, c, ke in zip(ns, mean, sd, k, keff)],
         "ideal_alpha": ifit.alpha, "ideal_fit": ifit.to_dict(), "data_limit": limits,
         "k_eff_fit": kfit,
         "fit_free": C.fit_dict(free), "fit_floor_fixed": C.fit_dict(fixed),
     }
+
+
+def _size_budget(rows, n, limits) -> dict:
+    """A size's lr and tokens (its seeds share them) and the data limit of its tokens: the
+    words its text shows >= 30 times and the ideal learner's loss on them."""
+    mine = [r for r in rows if r["n_params_total"] == n]
+    lim = next((x for x in limits if x["tokens"] == mine[0]["tokens"]), None)
+    return {"lr": mine[0]["lr"], "tokens": mine[0]["tokens"],
+            "learnable_words": lim and lim["learnable_words"], "data_limit_loss": lim and lim["ideal_loss"]}
 
 
 def main():
