@@ -101,17 +101,20 @@ def ln_points(mode: str) -> list[S.Point]:
     return pts
 
 
-def full_lr(budget: int) -> float | None:
-    """The full mode's lr at a size: FULL_LR_MULTIPLE x the default rule (None: the rule)."""
+def rule_lr(budget: int) -> float:
+    """The default lr rule (optim.default_lr) at the knob count of this budget's shape."""
     from knobsim.core.optim import default_lr
     from knobsim.data.language import VOCAB
     from knobsim.models import sizing
 
-    mult = FULL_LR_MULTIPLE[budget]
-    if mult == 1.0:
-        return None
     n = sizing.count_params("transformer", sizing.shape_for_budget("transformer", budget, VOCAB, SEQ))
-    return float(default_lr("transformer", n.total) * mult)
+    return default_lr("transformer", n.total)
+
+
+def full_lr(budget: int) -> float | None:
+    """The full mode's lr at a size: FULL_LR_MULTIPLE x the default rule (None: the rule)."""
+    mult = FULL_LR_MULTIPLE[budget]
+    return None if mult == 1.0 else float(rule_lr(budget) * mult)
 
 
 def ln_fitted(rows, mode: str) -> list[dict]:

@@ -17,9 +17,6 @@ import numpy as np  # noqa: E402
 
 import _common as C  # noqa: E402
 from knobsim.core import runtime  # noqa: E402
-from knobsim.core.optim import default_lr  # noqa: E402
-from knobsim.models import sizing  # noqa: E402
-from knobsim.data.language import VOCAB  # noqa: E402
 from knobsim.scaling import sweep as S  # noqa: E402
 
 sizes = [int(float(x)) for x in (sys.argv[1] if len(sys.argv) > 1 else "1000,3162").split(",")]
@@ -29,8 +26,7 @@ tokens = int(float(sys.argv[4])) if len(sys.argv) > 4 else C.FULL_MIN_TOKENS
 runtime.setup()
 pts = []
 for b in sizes:
-    n = sizing.count_params("transformer", sizing.shape_for_budget("transformer", b, VOCAB, C.SEQ))
-    rule = default_lr("transformer", n.total)
+    rule = C.rule_lr(b)
     for m in mults:
         pts += [S.Point(budget=b, tokens=tokens, seed=s, lr=float(rule * m)) for s in range(n_seeds)]
 out = HERE.parents[1] / "out" / "lr_full_budget" / "sweep"
