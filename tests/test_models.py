@@ -139,3 +139,37 @@ def test_the_dense_layers_gradients_are_autodiffs_in_another_order(key):
     np.testing.assert_allclose(dw[1], 2 * jnp.einsum("bti,bto->io", 2 * x, g), rtol=1e-5, atol=1e-4)
     half = jax.vjp(_matmul, x.astype(jnp.bfloat16), w.astype(jnp.bfloat16))[1](g.astype(jnp.bfloat16))
     assert [t.dtype for t in half] == [jnp.bfloat16, jnp.bfloat16]
+
+
+def test_layernorms_written_backward_is_autodiffs(key):
+    """models.norm.layernorm has its backward written out (fewer passes for XLA:CPU): the
+    forward and the three gradients equal autodiff's of the plain formula, to float
+    rounding, also under vmap (seeds trained together) and in bf16 (the mixed-precision
+    path, statistics in float32)."""
+    from knobsim.models.norm import EPS, layernorm
+
+    def plain(x, s, b):
+        x32 = x.astype(jnp.float32)
+        mu = x32.mean(-1, keepdims=True)
+        y = (x32 - mu) / jnp.sqrt(((x32 - mu) ** 2).mean(-1, keepdims=True) + EPS) * s + b
+        return y.astype(x.dtype)
+
+    kx, ks, kb, kg = jax.random.split(key, 4)
+    x = 3.0 * jax.random.normal(kx, (3, 5, 16)) + 1.0
+    s, b = 1.0 + jax.random.normal(ks, (16,)), jax.random.normal(kb, (16,))
+    g = jax.random.normal(kg, (3, 5, 16))
+    ours, plain_ = jax.vjp(layernorm, x, s, b), jax.vjp(plain, x, s, b)
+    np.testing.assert_allclose(ours[0], plain_[0], rtol=1e-5, atol=1e-5)
+    for a, c in zip(ours[1](g), plain_[1](g)):
+        assert a.shape == c.shape and a.dtype == c.dtype
+        np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-4)
+    xs, ss, bs, gs = (jnp.stack([t, -t]) for t in (x, s, b, g))
+    vm = jax.vmap(lambda *a: jax.vjp(layernorm, *a[:3])[1](a[3]))(xs, ss, bs, gs)
+    ref = jax.vmap(lambda *a: jax.vjp(plain, *a[:3])[1](a[3]))(xs, ss, bs, gs)
+    for a, c in zip(vm, ref):
+        np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-4)
+    half = [t.astype(jnp.bfloat16) for t in (x, s, b, g)]
+    dh = jax.vjp(layernorm, *half[:3])[1](half[3])
+    assert [t.dtype for t in dh] == [jnp.bfloat16] * 3
+    for a, c in zip(dh, jax.vjp(plain, *half[:3])[1](half[3])):
+        np.testing.assert_allclose(np.float32(a), np.float32(c), rtol=0.05, atol=0.1)

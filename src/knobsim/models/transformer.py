@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from knobsim.config import TransformerShape as Shape  # the family's shape (d_model, n_layer, ...)
 from knobsim.models.counting import DecoderSpec, count_decoder
 from knobsim.models.dense import matmul
+from knobsim.models.norm import layernorm
 
 
 def spec(shape: Shape) -> DecoderSpec:
@@ -73,14 +74,8 @@ def init(key: jax.Array, shape: Shape) -> dict:
     return params
 
 
-def _layernorm(x, p, eps=1e-5):
-    # Statistics in float32 whatever the compute dtype (a no-op in float32): a bf16 mean
-    # over hundreds of channels loses the variance.
-    x32 = x.astype(jnp.float32)
-    mu = jnp.mean(x32, axis=-1, keepdims=True)
-    var = jnp.mean(jnp.square(x32 - mu), axis=-1, keepdims=True)
-    y = (x32 - mu) * jax.lax.rsqrt(var + eps) * p["scale_D"].astype(jnp.float32) + p["bias_D"].astype(jnp.float32)
-    return y.astype(x.dtype)
+def _layernorm(x, p):
+    return layernorm(x, p["scale_D"], p["bias_D"])
 
 
 def sinusoids(t: int, d: int) -> jax.Array:
