@@ -1,7 +1,7 @@
 """IsoFLOP profiles: the compute-optimal model size N_opt(C), two ways.
 
     python experiments/isoflop.py --quick     # 3 budgets 1e10..1e11 FLOP x 6 sizes, 1 seed: ~4 min
-    python experiments/isoflop.py             # 4 budgets 1e11..3e12 x 7 sizes, 2 seeds: ~1 h (estimate)
+    python experiments/isoflop.py             # 5 budgets 1e11..1e13 x 7 sizes, 2 seeds: ~1 h (2-core AMD EPYC Zen 4)
 
 Hoffmann et al. (2022, "Chinchilla"), approach 2: at each compute budget C = 6 N D, train
 models of several sizes N, each on D = C / (6N) tokens, and fit a parabola to the final
@@ -24,8 +24,9 @@ from what was trained.
 Writes to --out (default experiments/out/isoflop[-quick]):
   sweep/          runs and results.csv (tag column = the budget)
   isoflop.png     loss vs N per budget with parabolas | N_opt vs C, approaches 2 and 3
-  summary.json    a (approach 2) and interval, N_opt per budget, a (approach 3) and
-                  interval, the L(N,D) constants
+  summary.json    a (approach 2) and interval, N_opt and tokens per knob at the optimum
+                  per budget (both approaches), a (approach 3) and interval, the L(N,D)
+                  constants
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from knobsim.models import sizing
 
 MODES = {
     # budgets (FLOP), sizes per budget, seeds, bootstrap resamples (approach 3, approach 2)
-    "full": dict(budgets=[1e11, 3e11, 1e12, 3e12], k=7, seeds=2, boot=200, boot_a2=1000),
+    "full": dict(budgets=[1e11, 3e11, 1e12, 3e12, 1e13], k=7, seeds=2, boot=200, boot_a2=1000),
     "quick": dict(budgets=[1e10, 3e10, 1e11], k=6, seeds=1, boot=200, boot_a2=1000),
     "tiny": dict(budgets=[2e6, 6e6], k=3, seeds=1, boot=6, boot_a2=20),
 }
@@ -202,7 +203,7 @@ def figure(rows, budgets: dict, groups: dict, a2: Approach2, fit3, out: Path) ->
 
 def per_budget(budgets: dict, groups: dict, a2: Approach2, fit3) -> list[dict]:
     """Per budget: N_opt both ways with intervals, whether the vertex lies inside the sizes
-    trained, D_opt, and the sizes."""
+    trained, D_opt, tokens per knob at the optimum (D_opt / N_opt) both ways, and the sizes."""
     xs, n_ci = a2.xs, a2.n_ci
     cs = np.array(sorted(budgets))
     fr = scaling.compute_optimal(fit3, cs)
@@ -211,7 +212,12 @@ def per_budget(budgets: dict, groups: dict, a2: Approach2, fit3) -> list[dict]:
         "n_opt_ci": n_ci[c], "n_opt_interior": bool(np.isfinite(xs[c]) and
                                                     groups[c][0].min() <= xs[c] <= groups[c][0].max()),
         "d_opt": float(c / (6 * 10 ** xs[c])) if np.isfinite(xs[c]) else None,
+        # characters per knob at the optimum (Chinchilla's ~20 are BPE tokens of ~4 characters)
+        "tokens_per_knob": float(c / (6 * 10 ** (2 * xs[c]))) if np.isfinite(xs[c]) else None,
+        "tokens_per_knob_ci": ([float(c / (6 * n_ci[c][1] ** 2)), float(c / (6 * n_ci[c][0] ** 2))]
+                               if n_ci[c] else None),
         "n_opt_approach3": float(fr.n_opt[i]), "n_opt_approach3_ci": fr.n_opt_ci[i].tolist(),
+        "tokens_per_knob_approach3": float(c / (6 * fr.n_opt[i] ** 2)),
         "sizes": sorted({int(r["n_params_total"]) for r in budgets[c]}),
     } for i, c in enumerate(cs)]
 

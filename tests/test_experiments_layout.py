@@ -69,25 +69,29 @@ def test_the_ln_sweep_is_scaling_params_own(monkeypatch):
     assert "run(ln_points(a.mode)" in (EXP / "_common.py").read_text()
 
 
-def test_the_committed_full_run_is_the_full_modes_own_runs(monkeypatch):
-    """experiments/results/scaling_params/results.csv holds exactly the runs that `python
-    experiments/scaling_params.py` asks for: a run's folder name is a hash of everything
+@pytest.mark.parametrize("experiment", ["scaling_params", "isoflop"])
+def test_the_committed_full_run_is_the_full_modes_own_runs(monkeypatch, experiment):
+    """experiments/results/<experiment>/results.csv holds exactly the runs that `python
+    experiments/<experiment>.py` asks for: a run's folder name is a hash of everything
     asked of it (size, tokens, lr, batch, seq, language), so a change to the full mode's
     sizes, tokens or learning rates that the committed table does not follow fails here."""
     import csv
+    import importlib
     from pathlib import Path
 
     from knobsim.scaling import sweep as S
 
     monkeypatch.syspath_prepend(str(EXP))
-    sys.modules.pop("_common", None)
+    for name in ("_common", experiment):
+        sys.modules.pop(name, None)
     import _common as C
 
-    with open(EXP / "results" / "scaling_params" / "results.csv", newline="") as f:
+    points = C.ln_points if experiment == "scaling_params" else importlib.import_module(experiment).points
+    with open(EXP / "results" / experiment / "results.csv", newline="") as f:
         committed = sorted(Path(r["run_dir"]).name for r in csv.DictReader(f))
     sett = C.settings("full")
-    asked = sorted(S.run_name(p, sett, p.lr) for p in C.ln_points("full"))
-    assert committed == asked
+    asked = sorted(S.run_name(p, sett, p.lr) for p in points("full"))
+    assert len(committed) == len(set(committed)) and committed == asked
 
 
 def test_a_stopped_experiment_sweep_is_one_line_and_its_exit_code(monkeypatch, capsys):

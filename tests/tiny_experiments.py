@@ -268,6 +268,10 @@ def _isoflop(s, out):
     for b in s["per_budget"]:
         assert b["sizes"] == sorted(budgets[b["C"]])
         _number(b["n_opt_approach3"])
+        # characters per knob at the optimum: D_opt / N_opt with D_opt = C / (6 N_opt)
+        assert b["tokens_per_knob_approach3"] == pytest.approx(b["C"] / (6 * b["n_opt_approach3"] ** 2), rel=1e-9)
+        if b["n_opt"] is not None:
+            assert b["tokens_per_knob"] == pytest.approx(b["d_opt"] / b["n_opt"], rel=1e-9)
     assert s["entropy_floor"] == pytest.approx(rows[0]["entropy_floor"], rel=1e-12)
     _number(s["a_approach3"])
 
