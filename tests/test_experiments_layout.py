@@ -119,3 +119,16 @@ def test_a_stopped_experiment_sweep_is_one_line_and_its_exit_code(monkeypatch, c
     assert capsys.readouterr().err == ("stopped by SIGTERM at step 8, checkpoint saved; rerun the "
                                        "same sweep to resume\n")
     assert {sig: signal.getsignal(sig) for sig in handlers} == handlers  # the caller's, restored
+
+
+def test_the_committed_full_runs_summary_says_which_sizes_sit_on_their_texts_limit():
+    """summary.json's known_share is K_eff over the words a size's text shows 30 times
+    (scaling_params._known_share); on the committed full run it rises with N and the 1e6
+    size sits on its limit (docs/scaling.md: the top of the curve follows the text)."""
+    import json
+
+    s = json.loads((EXP / "results" / "scaling_params" / "scaling_params" / "summary.json").read_text())
+    shares = [p["known_share"] for p in s["per_size"]]
+    for p in s["per_size"]:
+        assert p["known_share"] == pytest.approx(p["k_eff"] / p["learnable_words"], rel=1e-12)
+    assert shares == sorted(shares) and shares[-1] > 0.95 and shares[4] < 0.7  # 1e6 on it; 1e5 not
