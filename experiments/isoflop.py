@@ -57,12 +57,13 @@ MIN_BUDGET = 300  # the smallest transformer worth the name
 TINY_GRID = {"coef": (5.0, 15.0), "exp": (0.5, 1.5), "e": (0.0,)}
 
 
-def points(mode: str):
+def points(mode: str, budgets=None):
+    """The mode's runs; `budgets` (FLOP) replaces the mode's own (results/isoflop/ideal_grid.py)."""
     m = MODES[mode]
     sh = C.shape(mode)
     per_step = sh["batch"] * sh["seq"]
     pts = []
-    for c in m["budgets"]:
+    for c in m["budgets"] if budgets is None else budgets:
         nc = np.sqrt(c / 120.0)
         lo = max(MIN_BUDGET if mode != "tiny" else 150, nc * SPAN[0])
         for b in sorted({round(x) for x in np.geomspace(lo, nc * SPAN[1], m["k"])}):

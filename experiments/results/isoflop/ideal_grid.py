@@ -35,16 +35,12 @@ GRIDS = ([1e11, 3e11, 1e12, 3e12], [1e11, 3e11, 1e12, 3e12, 1e13],
 C_WORDS, GAMMA = 0.452, 0.60  # K_N = c N^gamma: 452 words at 1e5 knobs
 
 
-def grid(budgets, k=7, seq=64, per_step=1024):
-    out = []
-    for c in budgets:
-        nc = np.sqrt(c / 120.0)
-        for b in sorted({round(x) for x in np.geomspace(max(isoflop.MIN_BUDGET, nc * isoflop.SPAN[0]),
-                                                        nc * isoflop.SPAN[1], k)}):
-            n = sizing.count_params("transformer", sizing.shape_for_budget("transformer", b, isoflop.VOCAB, seq)).total
-            if round(c / (6 * n)) >= isoflop.MIN_STEPS * per_step:
-                out.append((n, round(c / (6 * n))))
-    return np.array(out, float).T
+def grid(budgets, seq=64):
+    """(N, D) of isoflop.py's full-mode runs at these budgets, one per size (seeds share it)."""
+    pts = [p for p in isoflop.points("full", budgets) if p.seed == 0]
+    n = [sizing.count_params("transformer", sizing.shape_for_budget("transformer", p.budget, isoflop.VOCAB, seq)).total
+         for p in pts]
+    return np.array(n, float), np.array([p.tokens for p in pts], float)
 
 
 def main():
