@@ -125,10 +125,29 @@ def profile_torch(cfg, steps: int) -> dict:
 
 
 def hlo_index(text: str) -> dict[str, tuple[str, str, str]]:
-    """instruction name -> (shape, op_name metadata, opcode)."""
+    """instruction name -> (shape, op_name metadata, opcode).
+
+    A fusion whose computation holds a dot is that dot, with the fused epilogue after it:
+    XLA:CPU (JAX 0.10, its YNNPACK fusions) fuses the attention backward's dP = dO V^T
+    with the softmax backward's row sum, and that fusion carries the reduce's op_name.
+    Binned by its op_name it counted a batched matmul as a reduction (the Zen 4 profile of
+    b926d9b: 9.5 ms of "reductions" at 1e6 knobs). Such a fusion gets the dot's op_name
+    and opcode, with ``+ fused`` and the fusion's own op_name appended."""
+    dots = {}  # fused computation -> the op_name of its (first) dot
+    for comp in re.split(r"\n(?=%|ENTRY)", text):
+        head = re.match(r"%([\w\-\.]+) ", comp)
+        dot = re.search(r"^\s*(?:ROOT )?%[\w\-\.]+ = \S+ dot\(.*?op_name=\"([^\"]*)\"", comp, re.M)
+        if head and dot:
+            dots[head.group(1)] = dot.group(1)
     out = {}
     for m in re.finditer(r"^\s*%([\w\-\.]+) = (\S+) ([\w\-]+)\(.*?op_name=\"([^\"]*)\"", text, re.M):
-        out[m.group(1)] = (m.group(2), m.group(4), m.group(3))
+        name, shape, opcode, op = m.group(1), m.group(2), m.group(3), m.group(4)
+        called = re.search(r"calls=%([\w\-\.]+)", m.group(0))
+        if opcode == "fusion" and called and called.group(1) in dots:
+            if "dot_general" not in op:
+                op = f"{dots[called.group(1)]} + fused {op.rsplit('/', 1)[-1]}"
+            opcode = "dot"
+        out[name] = (shape, op, opcode)
     return out
 
 

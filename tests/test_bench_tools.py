@@ -40,6 +40,38 @@ def test_hlo_index_reads_shape_op_name_and_opcode():
                                              "jit(chunk)/transpose(jvp(bts,bsk->btk))/transpose", "dot")}
 
 
+def test_a_fusion_holding_a_dot_is_that_dot_not_its_reduce():
+    """XLA:CPU fuses the attention backward's dP = dO V^T with the softmax backward's row sum;
+    the fusion carries the reduce's op_name but its time is the batched matmul's."""
+    p = _import("profile_step")
+    text = (
+        "%fused_computation.107 (param_0: f32[], param_1: f32[32,4,128,32]) -> f32[32,4,128,128] {\n"
+        '  %dot.625 = f32[32,4,128,128]{3,2,1,0} dot(%param_1, %param_1), lhs_batch_dims={0,1}, '
+        'metadata={op_name="jit(chunk)/transpose(jvp(bhts,bshk->bthk))/dot_general" stack_frame_id=660}\n'
+        '  %reduce_sum.1 = f32[32,4,128]{2,1,0} reduce(%dot.625, %param_0), dimensions={3}, '
+        'metadata={op_name="jit(chunk)/transpose(jvp())/reduce_sum" stack_frame_id=659}\n'
+        '  ROOT %mul.2 = f32[32,4,128,128]{3,2,1,0} multiply(%dot.625, %dot.625), '
+        'metadata={op_name="jit(chunk)/transpose(jvp())/mul" stack_frame_id=659}\n'
+        "}\n\n"
+        "%fused_computation.9 (param_0: f32[32,128,128]) -> f32[32,128] {\n"
+        '  ROOT %reduce_sum.3 = f32[32,128]{1,0} reduce(%param_0, %c), dimensions={2}, '
+        'metadata={op_name="jit(chunk)/jvp()/reduce_sum" stack_frame_id=7}\n'
+        "}\n\n"
+        "ENTRY %main {\n"
+        "  %ynn_fusion.107 = f32[32,4,128,128]{3,2,1,0} fusion(%a, %b), kind=kCustom, "
+        'calls=%fused_computation.107, metadata={op_name="jit(chunk)/transpose(jvp())/reduce_sum" '
+        "stack_frame_id=659}\n"
+        "  %reduce_fusion.9 = f32[32,128]{1,0} fusion(%x), kind=kLoop, calls=%fused_computation.9, "
+        'metadata={op_name="jit(chunk)/jvp()/reduce_sum" stack_frame_id=7}\n'
+        "}\n")
+    idx = p.hlo_index(text)
+    shape, op, opcode = idx["ynn_fusion.107"]
+    assert opcode == "dot" and op.startswith("jit(chunk)/transpose(jvp(bhts,bshk->bthk))/dot_general")
+    assert op.endswith("+ fused reduce_sum")
+    assert p.classify("ynn_fusion.107", op, opcode) == "attention matmuls"
+    assert p.classify("reduce_fusion.9", *idx["reduce_fusion.9"][1:]) == "reductions"  # no dot: stays
+
+
 def test_torch_ops_land_in_the_same_bins():
     p = _import("profile_step")
     assert p.torch_bin("aten::addmm") == "dense matmuls"
