@@ -1,7 +1,7 @@
 """IsoFLOP profiles: the compute-optimal model size N_opt(C), two ways.
 
     python experiments/isoflop.py --quick     # 3 budgets 1e10..1e11 FLOP x 6 sizes, 1 seed: ~4 min
-    python experiments/isoflop.py             # 5 budgets 1e11..1e13 x 7 sizes, 2 seeds: ~1 h (2-core AMD EPYC Zen 4)
+    python experiments/isoflop.py             # 6 budgets 1e11..3e13 x 7 sizes, 2 seeds: ~2.5 h (2-core AMD EPYC Zen 4)
 
 Hoffmann et al. (2022, "Chinchilla"), approach 2: at each compute budget C = 6 N D, train
 models of several sizes N, each on D = C / (6N) tokens, and fit a parabola to the final
@@ -45,7 +45,7 @@ from knobsim.models import sizing
 
 MODES = {
     # budgets (FLOP), sizes per budget, seeds, bootstrap resamples (approach 3, approach 2)
-    "full": dict(budgets=[1e11, 3e11, 1e12, 3e12, 1e13], k=7, seeds=2, boot=200, boot_a2=1000),
+    "full": dict(budgets=[1e11, 3e11, 1e12, 3e12, 1e13, 3e13], k=7, seeds=2, boot=200, boot_a2=1000),
     "quick": dict(budgets=[1e10, 3e10, 1e11], k=6, seeds=1, boot=200, boot_a2=1000),
     "tiny": dict(budgets=[2e6, 6e6], k=3, seeds=1, boot=6, boot_a2=20),
 }
@@ -163,13 +163,22 @@ def figure(rows, budgets: dict, groups: dict, a2: Approach2, fit3, out: Path) ->
                 g = np.linspace(ln.min() - 0.15, ln.max() + 0.15, 100)
                 a1.plot(10 ** g, np.polyval(coef, g), color=col, lw=1.3, label=f"C = {P.plain(c)} FLOP")
             if np.isfinite(xs[c]):
+                # the parabola's own minimum: with steep flanks it can lie below every run
                 a1.plot([10 ** xs[c]], [np.polyval(np.polyfit(ln, lo, 2), xs[c])], "*", color=col, ms=12,
                         mec="k", mew=0.6, zorder=5)
+        floor = rows[0]["entropy_floor"]
+        a1.axhline(floor, color="k", ls=":", lw=1.0, label=f"exact floor {floor:.3f}")
+        a1.axhline(fit3.E, color="0.45", ls="--", lw=1.0,
+                   label=f"L(N,D) fit's E {fit3.E:.4f} ({100 * (fit3.E / floor - 1):+.2f}%)")
+        a1.plot([], [], "*", color="0.6", ms=10, mec="k", mew=0.6, ls="none",
+                label="parabola minimum (N_opt), not a run")
         a1.set_xscale("log")
         a1.set_xlabel("parameters N (total)")
         a1.set_ylabel("final eval loss (nats/char)")
-        a1.set_title("IsoFLOP profiles: parabola in log N, ★ = vertex")
-        a1.legend(loc="upper center")
+        a1.set_title("IsoFLOP profiles: loss against N at fixed compute")
+        lo, hi = a1.get_ylim()
+        a1.set_ylim(lo, lo + 1.35 * (hi - lo))  # room above the runs for the legend
+        a1.legend(loc="upper center", fontsize=8, ncol=2)
 
         ok = np.array([np.isfinite(xs[c]) for c in cs])
         nopt = np.array([10 ** xs[c] if np.isfinite(xs[c]) else np.nan for c in cs])
