@@ -467,16 +467,19 @@ def test_drawing_keeps_a_notebooks_inline_backend():
 def test_truncate_records_drops_only_later_steps(tmp_path):
     """What a resume from step 20 deletes besides the later metrics (io.rundir's
     RunDir.truncate_after calls it, for one host and a multi-host leader alike): knob
-    records and snapshots after step 20, nothing else."""
+    records and snapshots after step 20, the temp files of writes a kill interrupted (seen
+    in test_resume's SIGKILL test), nothing else."""
     from knobsim.io.rundir import truncate_records
 
     (tmp_path / "watch").mkdir()
     (tmp_path / "snapshots").mkdir()
     for name in ("watch/steps_000001_000010.npz", "watch/steps_000011_000020.npz",
                  "watch/steps_000021_000030.npz", "snapshots/step_000020.npz",
-                 "snapshots/step_000040.npz", "watch/meta.json"):
+                 "snapshots/step_000040.npz", "watch/meta.json",
+                 "watch/.steps_000029_000032.npz.tmp25918.npz", "snapshots/.step_000008.npz.tmp7.npz",
+                 ".summary.json.tmp41", "config.json", "watch/.hidden"):
         (tmp_path / name).write_bytes(b"x")
     truncate_records(tmp_path, 20)
     left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
-    assert left == ["snapshots/step_000020.npz", "watch/meta.json", "watch/steps_000001_000010.npz",
-                    "watch/steps_000011_000020.npz"]
+    assert left == ["config.json", "snapshots/step_000020.npz", "watch/.hidden", "watch/meta.json",
+                    "watch/steps_000001_000010.npz", "watch/steps_000011_000020.npz"]

@@ -33,6 +33,9 @@ from knobsim.errors import KnobsimError
 # ones): one file per recorded chunk of steps, one per weight snapshot.
 KNOB_CHUNK_RE = re.compile(r"^steps_(\d+)_(\d+)\.npz$")  # watch/steps_<first>_<last>.npz
 SNAPSHOT_RE = re.compile(r"^step_(\d+)\.npz$")  # snapshots/step_<step>.npz
+# A temp file of an atomic write (".<name>.tmp<pid>", ".<name>.tmp<pid>.npz"): left behind
+# only when its writer was killed between writing and renaming it.
+STALE_TMP_RE = re.compile(r"^\..+\.tmp\d+(\.npz)?$")
 
 
 def clean_json(x):
@@ -172,14 +175,20 @@ class RunDir:
 
 def truncate_records(path: Path, step: int) -> None:
     """Delete a run directory's knob records (watch/steps_*.npz, snapshots/step_*.npz) of
-    steps after ``step``: what a resume from that step's checkpoint writes again."""
+    steps after ``step``: what a resume from that step's checkpoint writes again. Also the
+    temp files of atomic writes that a kill interrupted (a SIGKILL between a record's write
+    and its rename leaves ``watch/.steps_..npz.tmp<pid>.npz``): the killed writer is gone,
+    and the resumed run writes the record again."""
     path = Path(path)
     for sub, pattern in (("watch", KNOB_CHUNK_RE), ("snapshots", SNAPSHOT_RE)):
         if (path / sub).is_dir():
             for p in (path / sub).iterdir():
                 m = pattern.match(p.name)
-                if m and int(m.group(1)) > step:
+                if (m and int(m.group(1)) > step) or STALE_TMP_RE.match(p.name):
                     p.unlink()
+    for p in path.iterdir():
+        if p.is_file() and STALE_TMP_RE.match(p.name):
+            p.unlink()
 
 
 # -- readers ---------------------------------------------------------------------------
