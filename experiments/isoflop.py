@@ -162,10 +162,9 @@ def figure(rows, budgets: dict, groups: dict, a2: Approach2, fit3, out: Path) ->
                 coef = np.polyfit(ln, lo, 2)
                 g = np.linspace(ln.min() - 0.15, ln.max() + 0.15, 100)
                 a1.plot(10 ** g, np.polyval(coef, g), color=col, lw=1.3, label=f"C = {P.plain(c)} FLOP")
-            if np.isfinite(xs[c]):
-                # the parabola's own minimum: with steep flanks it can lie below every run
-                a1.plot([10 ** xs[c]], [np.polyval(np.polyfit(ln, lo, 2), xs[c])], "*", color=col, ms=12,
-                        mec="k", mew=0.6, zorder=5)
+                if np.isfinite(xs[c]):  # the parabola's own minimum: it can lie below every run
+                    a1.plot([10 ** xs[c]], [np.polyval(coef, xs[c])], "*", color=col, ms=12,
+                            mec="k", mew=0.6, zorder=5)
         floor = rows[0]["entropy_floor"]
         a1.axhline(floor, color="k", ls=":", lw=1.0, label=f"exact floor {floor:.3f}")
         a1.axhline(fit3.E, color="0.45", ls="--", lw=1.0,
@@ -176,8 +175,8 @@ def figure(rows, budgets: dict, groups: dict, a2: Approach2, fit3, out: Path) ->
         a1.set_xlabel("parameters N (total)")
         a1.set_ylabel("final eval loss (nats/char)")
         a1.set_title("IsoFLOP profiles: loss against N at fixed compute")
-        lo, hi = a1.get_ylim()
-        a1.set_ylim(lo, lo + 1.35 * (hi - lo))  # room above the runs for the legend
+        y0, y1 = a1.get_ylim()
+        a1.set_ylim(y0, y0 + 1.35 * (y1 - y0))  # room above the runs for the legend
         a1.legend(loc="upper center", fontsize=8, ncol=2)
 
         ok = np.array([np.isfinite(xs[c]) for c in cs])
