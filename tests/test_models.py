@@ -141,6 +141,31 @@ def test_the_dense_layers_gradients_are_autodiffs_in_another_order(key):
     assert [t.dtype for t in half] == [jnp.bfloat16, jnp.bfloat16]
 
 
+def test_the_key_bias_has_no_gradient_and_no_effect(key):
+    """The key bias adds q_t . b_k to every score of query t, which the softmax cancels: its
+    gradient is exactly 0 (not autodiff's rounding noise, which Adam would turn into full
+    learning-rate steps), and moving it changes the logits only by rounding."""
+    fam = FAMILIES["transformer"]
+    shape = shape_for_budget("transformer", 5000, VOCAB, 64)
+    params = fam.init(key, shape)
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    params = jax.tree.unflatten(treedef, [p + 0.1 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
+    tokens = jax.random.randint(key, (2, 64), 0, VOCAB)
+    loss = lambda p: jnp.mean(jax.nn.log_softmax(fam.apply(p, tokens, shape))[..., 0])
+    g = jax.jit(jax.grad(loss))(params)
+    d = shape.d_model
+    for blk in g["blocks"].values():
+        b = np.asarray(blk["attn"]["b_qkv_3D"])
+        np.testing.assert_array_equal(b[d:2 * d], 0.0)
+        assert np.all(b[:d] != 0) and np.all(b[2 * d:] != 0)  # the query's and value's do move
+    moved = jax.tree.map(lambda x: x, params)
+    for blk in moved["blocks"].values():
+        blk["attn"]["b_qkv_3D"] = blk["attn"]["b_qkv_3D"].at[d:2 * d].add(0.5)
+    apply = jax.jit(lambda p: fam.apply(p, tokens, shape))
+    np.testing.assert_allclose(np.asarray(apply(moved)), np.asarray(apply(params)), rtol=1e-4, atol=1e-4)
+
+
 def test_layernorms_written_backward_is_autodiffs(key):
     """models.norm.layernorm has its backward written out (fewer passes for XLA:CPU): the
     forward and the three gradients equal autodiff's of the plain formula, to float

@@ -86,10 +86,20 @@ def sinusoids(t: int, d: int) -> jax.Array:
     return jnp.where(i % 2 == 0, jnp.sin(angle), jnp.cos(angle))
 
 
+def _key_bias_without_gradient(b_3D, d):
+    """The key bias's gradient is exactly 0: it adds q_t . b_k to every score of query t,
+    which the softmax cancels. Computed by autodiff it is rounding noise instead, and Adam,
+    dividing by its root mean square, turns that noise into steps of the full learning rate
+    that differ between two programs that round differently (a scanned chunk against its
+    steps one by one, a watched run against a plain one). So it is 0 here, as it is exactly:
+    the key bias is a knob that cannot move the loss, and it does not move."""
+    return jnp.concatenate([b_3D[:d], jax.lax.stop_gradient(b_3D[d:2 * d]), b_3D[2 * d:]])
+
+
 def _attention(x_BTD, p, n_head):
     b, t, d = x_BTD.shape
     k_dim = d // n_head
-    qkv = matmul(x_BTD, p["w_qkv_D3D"]) + p["b_qkv_3D"]
+    qkv = matmul(x_BTD, p["w_qkv_D3D"]) + _key_bias_without_gradient(p["b_qkv_3D"], d)
     q, k, v = jnp.split(qkv.reshape(b, t, 3, n_head, k_dim), 3, axis=2)
     q, k, v = (a[:, :, 0] for a in (q, k, v))  # (B, T, H, K)
     s_BHTT = jnp.einsum("bthk,bshk->bhts", q, k) / math.sqrt(k_dim)
