@@ -141,6 +141,38 @@ def test_the_dense_layers_gradients_are_autodiffs_in_another_order(key):
     assert [t.dtype for t in half] == [jnp.bfloat16, jnp.bfloat16]
 
 
+def test_attention_in_two_halves_is_one_block_attention(key, monkeypatch):
+    """From 32 positions on, the transformer attends in two query halves (the first half's
+    scores against the second half's keys, all masked, are never computed): the same logits
+    and gradients as one block, to float rounding, and causal across the halves' border."""
+    from knobsim.models import transformer as T
+
+    fam = FAMILIES["transformer"]
+    shape = shape_for_budget("transformer", 5000, VOCAB, 64)
+    params = fam.init(key, shape)
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    params = jax.tree.unflatten(treedef, [p + 0.1 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
+    tokens = jax.random.randint(key, (2, 64), 0, VOCAB)
+
+    def run():  # a new jit per call: MIN_SPLIT_SEQ is read when tracing
+        apply = jax.jit(lambda p, t: fam.apply(p, t, shape))
+        loss = jax.jit(jax.grad(lambda p: jnp.mean(jax.nn.log_softmax(fam.apply(p, tokens, shape))[..., 0])))
+        return apply, loss
+
+    apply, grad = run()
+    split, g_split = apply(params, tokens), grad(params)
+    for at, same_before in ((40, 40), (20, 20)):  # a change in the second half, then in the first
+        changed = apply(params, tokens.at[:, at].set((tokens[:, at] + 1) % VOCAB))
+        np.testing.assert_array_equal(np.asarray(split[:, :same_before]), np.asarray(changed[:, :same_before]))
+        assert not np.allclose(np.asarray(split[:, 48:]), np.asarray(changed[:, 48:]))  # the second half sees it
+    monkeypatch.setattr(T, "MIN_SPLIT_SEQ", 10**9)
+    apply, grad = run()
+    np.testing.assert_allclose(np.asarray(split), np.asarray(apply(params, tokens)), rtol=1e-5, atol=1e-5)
+    for a, b in zip(jax.tree.leaves(g_split), jax.tree.leaves(grad(params))):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
 def test_the_key_bias_has_no_gradient_and_no_effect(key):
     """The key bias adds q_t . b_k to every score of query t, which the softmax cancels: its
     gradient is exactly 0 (not autodiff's rounding noise, which Adam would turn into full

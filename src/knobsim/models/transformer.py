@@ -86,6 +86,20 @@ def sinusoids(t: int, d: int) -> jax.Array:
     return jnp.where(i % 2 == 0, jnp.sin(angle), jnp.cos(angle))
 
 
+MIN_SPLIT_SEQ = 32  # an odd or shorter context attends in one block (the split is not measured there)
+
+
+def _causal_mix(q, k, v, first: int):
+    """Softmax attention of queries at positions first.. over the keys before them: (B, Tq,
+    H, K) queries, (B, S, H, K) keys and values with S = first + Tq."""
+    tq, s = q.shape[1], k.shape[1]
+    s_BHTS = jnp.einsum("bthk,bshk->bhts", q, k) / math.sqrt(q.shape[-1])
+    causal = jnp.arange(s)[None, :] <= jnp.arange(first, first + tq)[:, None]
+    s_BHTS = jnp.where(causal, s_BHTS, jnp.finfo(s_BHTS.dtype).min)
+    w_BHTS = jax.nn.softmax(s_BHTS.astype(jnp.float32), axis=-1).astype(v.dtype)
+    return jnp.einsum("bhts,bshk->bthk", w_BHTS, v)
+
+
 def _key_bias_without_gradient(b_3D, d):
     """The key bias's gradient is exactly 0: it adds q_t . b_k to every score of query t,
     which the softmax cancels. Computed by autodiff it is rounding noise instead, and Adam,
@@ -102,12 +116,16 @@ def _attention(x_BTD, p, n_head):
     qkv = matmul(x_BTD, p["w_qkv_D3D"]) + _key_bias_without_gradient(p["b_qkv_3D"], d)
     q, k, v = jnp.split(qkv.reshape(b, t, 3, n_head, k_dim), 3, axis=2)
     q, k, v = (a[:, :, 0] for a in (q, k, v))  # (B, T, H, K)
-    s_BHTT = jnp.einsum("bthk,bshk->bhts", q, k) / math.sqrt(k_dim)
-    causal = jnp.tril(jnp.ones((t, t), dtype=bool))
-    s_BHTT = jnp.where(causal, s_BHTT, jnp.finfo(s_BHTT.dtype).min)
-    w_BHTT = jax.nn.softmax(s_BHTT.astype(jnp.float32), axis=-1).astype(v.dtype)
-    o_BTD = jnp.einsum("bhts,bshk->bthk", w_BHTT, v).reshape(b, t, d)
-    return matmul(o_BTD, p["w_o_DD"]) + p["b_o_D"]
+    # Causal attention in two query halves: the first half's keys are only the first half,
+    # so a quarter of the scores (all of them masked) is never computed, as PyTorch's flash
+    # kernel skips masked blocks. The same softmax (a masked score adds an exact 0), other
+    # rounding. docs/performance.md ("Attention in two halves") has the measurements.
+    if t % 2 or t < MIN_SPLIT_SEQ:
+        o = _causal_mix(q, k, v, 0)
+    else:
+        h = t // 2
+        o = jnp.concatenate([_causal_mix(q[:, :h], k[:, :h], v[:, :h], 0), _causal_mix(q[:, h:], k, v, h)], axis=1)
+    return matmul(o.reshape(b, t, d), p["w_o_DD"]) + p["b_o_D"]
 
 
 def _mlp(x_BTD, p):
