@@ -175,8 +175,8 @@ def test_attention_in_two_halves_is_one_block_attention(key, monkeypatch):
 
 def test_the_key_bias_has_no_gradient_and_no_effect(key):
     """The key bias adds q_t . b_k to every score of query t, which the softmax cancels: its
-    gradient is exactly 0 (not autodiff's rounding noise, which Adam would turn into full
-    learning-rate steps), and moving it changes the logits only by rounding."""
+    gradient is exactly 0 (not autodiff's rounding noise, which Adam would turn into a random
+    walk), and moving it changes the logits only by rounding."""
     fam = FAMILIES["transformer"]
     shape = shape_for_budget("transformer", 5000, VOCAB, 64)
     params = fam.init(key, shape)
