@@ -141,19 +141,25 @@ def test_the_dense_layers_gradients_are_autodiffs_in_another_order(key):
     assert [t.dtype for t in half] == [jnp.bfloat16, jnp.bfloat16]
 
 
-def test_attention_in_two_halves_is_one_block_attention(key, monkeypatch):
-    """From 32 positions on, the transformer attends in two query halves (the first half's
-    scores against the second half's keys, all masked, are never computed): the same logits
-    and gradients as one block, to float rounding, and causal across the halves' border."""
-    from knobsim.models import transformer as T
-
+def _transformer_away_from_init(key):
+    """A 5k-knob transformer at 64 positions with every knob moved off its init (zero biases
+    would hide a bias's effect), and two rows of tokens."""
     fam = FAMILIES["transformer"]
     shape = shape_for_budget("transformer", 5000, VOCAB, 64)
     params = fam.init(key, shape)
     leaves, treedef = jax.tree.flatten(params)
     keys = jax.random.split(key, len(leaves))
     params = jax.tree.unflatten(treedef, [p + 0.1 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
-    tokens = jax.random.randint(key, (2, 64), 0, VOCAB)
+    return fam, shape, params, jax.random.randint(key, (2, 64), 0, VOCAB)
+
+
+def test_attention_in_two_halves_is_one_block_attention(key, monkeypatch):
+    """From 32 positions on, the transformer attends in two query halves (the first half's
+    scores against the second half's keys, all masked, are never computed): the same logits
+    and gradients as one block, to float rounding, and causal across the halves' border."""
+    from knobsim.models import transformer as T
+
+    fam, shape, params, tokens = _transformer_away_from_init(key)
 
     def run():  # a new jit per call: MIN_SPLIT_SEQ is read when tracing
         apply = jax.jit(lambda p, t: fam.apply(p, t, shape))
@@ -177,13 +183,7 @@ def test_the_key_bias_has_no_gradient_and_no_effect(key):
     """The key bias adds q_t . b_k to every score of query t, which the softmax cancels: its
     gradient is exactly 0 (not autodiff's rounding noise, which Adam would turn into a random
     walk), and moving it changes the logits only by rounding."""
-    fam = FAMILIES["transformer"]
-    shape = shape_for_budget("transformer", 5000, VOCAB, 64)
-    params = fam.init(key, shape)
-    leaves, treedef = jax.tree.flatten(params)
-    keys = jax.random.split(key, len(leaves))
-    params = jax.tree.unflatten(treedef, [p + 0.1 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
-    tokens = jax.random.randint(key, (2, 64), 0, VOCAB)
+    fam, shape, params, tokens = _transformer_away_from_init(key)
     loss = lambda p: jnp.mean(jax.nn.log_softmax(fam.apply(p, tokens, shape))[..., 0])
     g = jax.jit(jax.grad(loss))(params)
     d = shape.d_model
