@@ -4,6 +4,7 @@
     python benchmarks/bench_train.py --sizes 1e5 --repeats 3 --no-torch
     python benchmarks/bench_train.py --dtype bf16      # knobsim --dtype bf16 vs torch.autocast(bf16)
     python benchmarks/bench_train.py --shape 16x64 --out /tmp/b.json   # one shape, JSON where asked
+    python benchmarks/bench_train.py --isa avx2        # AVX2 code only, on a CPU with AVX-512
 
 For each size and each --shape (batch x sequence; default both 32x128, the shape of the first
 profile, and 16x64, the experiments' and `make run`'s), the knobsim transformer that `knobsim train --params N` builds is timed on
@@ -207,10 +208,27 @@ def cpu_tag(cpu: dict) -> str:
     return vendor + ("-amx" if "amx_bf16" in cpu["flags"] else "")
 
 
+# --isa avx2: both frameworks restricted to AVX2 code on a CPU that has more, so a machine
+# with AVX-512 can check the code paths an AVX2-only CPU runs (not its clock or caches).
+# Read when each library starts, so set before the re-exec below and before any import.
+ISA_ENV = {"avx2": {"XLA_FLAGS": "--xla_cpu_max_isa=AVX2", "ATEN_CPU_CAPABILITY": "avx2",
+                    "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}}
+
+
+def restrict_isa(isa: str | None) -> dict:
+    """Set the environment that limits XLA, PyTorch (ATen), MKL and oneDNN to `isa`;
+    returns those variables as this process has them."""
+    for k, v in ISA_ENV.get(isa, {}).items():
+        old = os.environ.get(k, "")
+        if k == "XLA_FLAGS":
+            v = old if v in old else f"{old} {v}".strip()
+        os.environ[k] = v
+    return {k: os.environ.get(k) for k in ISA_ENV["avx2"]}
+
+
 def main():
     from knobsim.core import runtime
 
-    runtime.reexec_with_hugepages()  # as `knobsim` runs (KNOBSIM_HUGEPAGES=0: without)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="1e4,1e5,1e6,1e7")
     ap.add_argument("--repeats", type=int, default=5)
@@ -223,7 +241,11 @@ def main():
     ap.add_argument("--devices", choices=("auto", "1"), default="auto",
                     help="knobsim's devices: auto, as `knobsim train` runs it (one CPU device per "
                          "core for transformers up to 320k knobs), or 1 (one device, all sizes)")
+    ap.add_argument("--isa", choices=sorted(ISA_ENV), default=None,
+                    help="restrict XLA and PyTorch to this instruction set (default: all the CPU has)")
     a = ap.parse_args()
+    kernel_env = restrict_isa(a.isa)
+    runtime.reexec_with_hugepages()  # as `knobsim` runs (KNOBSIM_HUGEPAGES=0: without)
     dtype = canonical_dtype(a.dtype)
     try:
         shapes = parse_shapes(a.shape)
@@ -238,7 +260,8 @@ def main():
         print("PyTorch not installed (pip install -e '.[bench]'): knobsim only")
 
     cpu = hardware.cpu_info()
-    print(f"CPU: {cpu['model']}, {cpu['cores']} cores; features: {' '.join(cpu['flags']) or 'none of note'}")
+    print(f"CPU: {cpu['model']}, {cpu['cores']} cores; features: {' '.join(cpu['flags']) or 'none of note'}"
+          + (f"; restricted to {a.isa.upper()} code (--isa)" if a.isa else ""))
     if a.devices == "auto":  # before JAX starts (the peak below starts it), as `knobsim train`
         parallel.force_cpu_devices(cpu["cores"])
     peak = hardware.measure_peak_flops(n=2048, repeats=6, dtype=dtype)
@@ -305,12 +328,12 @@ def main():
         print(f"{r['n_params']:>11,} {str(r['batch']) + 'x' + str(r['seq']):>7} {r['knobsim_devices']:>3} {f('knobsim_tokens_per_s'):>14} {100 * r['mfu']:>5.1f}% "
               f"{100 * r['mfu_with_attention']:>8.1f}% {f('torch_eager_tokens_per_s'):>12} "
               f"{f('torch_compile_tokens_per_s'):>14} {r['ratio_vs_best_torch']:>13.2f}")
-    suffix = "" if dtype == "float32" else "-bf16"
+    suffix = ("" if dtype == "float32" else "-bf16") + (f"-isa-{a.isa}" if a.isa else "")
     name = f"bench_train-{platform.node()}-{cpu_tag(cpu)}{suffix}.json"
     out = Path(a.out or Path(__file__).parent / "results" / name)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": hardware.machine_id(), "cpu": cpu, "dtype": dtype, "devices": a.devices,
-                               "peak": peak, "repeats": a.repeats, "shapes": [f"{b}x{t}" for b, t in shapes],
+                               "isa": a.isa or "native", "kernel_env": kernel_env, "peak": peak, "repeats": a.repeats, "shapes": [f"{b}x{t}" for b, t in shapes],
                                "date": time.strftime("%Y-%m-%d"), "rows": rows}, indent=1))
     print(f"\nwrote {out}")
 

@@ -29,6 +29,20 @@ def test_parse_shapes():
             b.parse_shapes(bad)
 
 
+def test_isa_restriction_sets_each_library_once(monkeypatch):
+    b = _bench()
+    for k in b.ISA_ENV["avx2"]:  # set, then deleted: monkeypatch restores each as it was
+        monkeypatch.setenv(k, "")
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+    assert b.restrict_isa(None)["ATEN_CPU_CAPABILITY"] is None  # no --isa: nothing set
+    env = b.restrict_isa("avx2")
+    env = b.restrict_isa("avx2")  # the re-exec'd process sets it again: no duplicate flag
+    assert env["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2 --xla_cpu_max_isa=AVX2"
+    assert (env["ATEN_CPU_CAPABILITY"], env["MKL_ENABLE_INSTRUCTIONS"], env["ONEDNN_MAX_CPU_ISA"]) == \
+        ("avx2", "AVX2", "AVX2")
+
+
 def test_bad_shape_is_one_line_exit_2():
     r = subprocess.run([sys.executable, str(BENCH), "--shape", "16y64"], capture_output=True, text=True)
     assert r.returncode == 2
@@ -44,6 +58,7 @@ def test_writes_json_where_asked_one_row_per_size_and_shape(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     d = json.loads(out.read_text())
     assert d["shapes"] == ["4x16", "2x8"]
+    assert d["isa"] == "native" and d["kernel_env"]["ATEN_CPU_CAPABILITY"] is None
     assert [(row["batch"], row["seq"]) for row in d["rows"]] == [(4, 16), (2, 8)]
     from knobsim.core import parallel, runtime
 
