@@ -9,10 +9,13 @@ os.environ.setdefault("KNOBSIM_PEAK_FLOPS", "1e11")
 # the same tiny programs: a compilation cache shared by the session turns most of those
 # compiles into a file read. A fresh folder per session, so nothing stale is ever read;
 # cached executables compute the same bits as freshly compiled ones.
+# The process that makes the folder (pytest itself, not xdist's workers or the tests'
+# children, which inherit it) removes it when the session ends: ~30 MB a run otherwise.
+SESSION_CACHE = None
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     import tempfile
 
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="knobsim-jax-cache-")
+    SESSION_CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="knobsim-jax-cache-")
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
@@ -94,6 +97,13 @@ SLOW_FILES_FIRST = [
 def pytest_configure(config):
     if hasattr(config.option, "loadscopereorder"):  # xdist >= 3.6: keep our order of files
         config.option.loadscopereorder = False
+
+
+def pytest_unconfigure(config):
+    if SESSION_CACHE is not None:
+        import shutil
+
+        shutil.rmtree(SESSION_CACHE, ignore_errors=True)
 
 
 @pytest.hookimpl(tryfirst=True)
