@@ -192,7 +192,8 @@ def run(points, sett: S.Settings, out: Path, quiet: bool) -> list[dict]:
 
     Ctrl-C or SIGTERM stops the sweep as `knobsim sweep` does (the runs in training write a
     checkpoint and stop; rerun the same command to resume): one line and exit code 130 /
-    143, as any other refusal of the library (one line, its exit code), no traceback."""
+    143, as any other refusal of the library (one line, its exit code), no traceback. A
+    second one stops at once (exit 130); so does another sweep on the same folder (exit 2)."""
     from knobsim.cli.train import stop_handlers
     from knobsim.errors import KnobsimError
 
@@ -204,6 +205,10 @@ def run(points, sett: S.Settings, out: Path, quiet: bool) -> list[dict]:
         stopped = e.exit_code in (130, 143)  # a requested stop is no error
         print(f"{'' if stopped else 'error: '}{e}", file=sys.stderr)
         raise SystemExit(e.exit_code) from None
+    except KeyboardInterrupt:  # a second Ctrl-C / SIGTERM while the first was stopping the workers
+        print("interrupted: stopped at once; the runs in training resume from their last "
+              "checkpoint when the same command runs again", file=sys.stderr)
+        raise SystemExit(130) from None
     return S.read_rows(res.table)
 
 

@@ -121,6 +121,25 @@ def test_a_stopped_experiment_sweep_is_one_line_and_its_exit_code(monkeypatch, c
     assert {sig: signal.getsignal(sig) for sig in handlers} == handlers  # the caller's, restored
 
 
+def test_a_second_stop_of_an_experiment_sweep_is_one_line_and_exit_130(monkeypatch, capsys):
+    """A second SIGTERM while the first was stopping the workers kills them at once (the
+    handler raises KeyboardInterrupt): it once ended an experiment in a traceback."""
+    import pytest
+
+    monkeypatch.syspath_prepend(str(EXP))
+    import _common as C
+
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(C.S, "run_sweep", interrupted)
+    with pytest.raises(SystemExit) as e:
+        C.run([], C.settings("tiny"), EXP / "nowhere", quiet=True)
+    assert e.value.code == 130
+    err = capsys.readouterr().err
+    assert err.startswith("interrupted: stopped at once;") and err.count("\n") == 1
+
+
 def test_the_committed_full_runs_summary_says_which_sizes_sit_on_their_texts_limit():
     """summary.json's known_share is K_eff over the words a size's text shows 30 times
     (scaling_params._known_share); on the committed full run it rises with N and the 1e6

@@ -161,6 +161,35 @@ def test_rerun_skips_finished_points(done, monkeypatch):
     assert res.trained == 0 and res.skipped == 4 and len(res.rows) == 4
 
 
+def test_a_second_sweep_on_a_busy_folder_is_refused_and_changes_nothing(done, monkeypatch):
+    """Two processes training into one sweep folder at once (a command started twice) once
+    both trained the same runs and wrote their logs and checkpoints over each other. The
+    folder is locked while a sweep runs: the second gets one line, exit code 2, and writes
+    nothing. A shard locks only its own part (shards share a folder by design)."""
+    from knobsim.io import rundir as record
+
+    out, settings, _ = done
+
+    def files():
+        return {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
+
+    def boom(*a, **k):
+        raise AssertionError("a locked-out sweep trained")
+
+    monkeypatch.setattr(T, "train", boom)
+    monkeypatch.setattr(T, "train_seeds", boom)
+    before = files()
+    with record.exclusive(out, "the test"):  # as a running sweep holds it
+        with pytest.raises(KnobsimError, match=r"is in use by another sweep \(pid \d+\): wait for it") as e:
+            S.run_sweep(_points(), settings, out)
+        assert e.value.exit_code == 2
+        assert files() == before  # not a file written or touched
+        res = S.run_sweep(_points(), settings, out, shard=(0, 2))  # a shard's own lock is free
+        assert res.trained == 0
+    res = S.run_sweep(_points(), settings, out)  # released: the folder is usable again
+    assert res.trained == 0 and res.skipped == 4
+
+
 def test_killed_sweep_keeps_finished_rows_and_resumes(tmp_path, monkeypatch):
     pts = _points(budgets=(100, 150, 200), seeds=1)
     settings = S.Settings(arch="linear", batch=2, seq=8, vmap="never", check_memory=False,

@@ -17,6 +17,7 @@ reader never cuts the data short in silence.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -63,6 +64,38 @@ def write_json_atomic(path: Path, obj) -> None:
         f.flush()
         os.fsync(f.fileno())
     tmp.replace(path)
+
+
+@contextlib.contextmanager
+def exclusive(folder: Path, what: str, name: str = ".lock"):
+    """Hold an advisory lock on ``folder`` (its file ``name``) while the block runs, so that
+    two processes never train into the same folder at once: the second gets one line, exit
+    code 2, and writes nothing. The OS drops the lock when its holder ends, however it ends
+    (kill -9 included), so a lock never goes stale. Where the file system cannot lock (some
+    network mounts) the block runs unlocked, as before."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / name, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            raise KnobsimError(f"{folder} is in use by {what}{f' (pid {pid})' if pid else ''}: wait for it "
+                               "to finish, stop it, or give this one another folder", exit_code=2) from None
+        except OSError:
+            pass  # no locks on this file system
+        else:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def default_run_name(arch: str, budget_text: str, seed: int) -> str:

@@ -373,17 +373,21 @@ def run_sweep(
     plans = (_tuning_plan(points if tune_only else mine, settings, first_seed)
              if settings.tune_lr else {})
     lang = build_language(settings.language)
-    _write_manifest(out, settings, shard, tune_only, points)
-    todo = _todo(out, plans, shard, tune_only, mine, settings, rep)
-    try:
-        with Pool(settings.jobs) as pool:
-            trained = _train_tuning(out, todo.tune, plans, settings, lang, todo.lr_for, pool, rep)
-            trained += _train_main(out, todo.main, settings, lang, todo.lr_for, pool, rep)
-    except BaseException:
-        with contextlib.suppress(Exception):  # runs finished beside the one that stopped
-            write_table(out)
-        raise
-    finally:
-        rep.stop()
-    rows = build_table(out)
-    return SweepResult(write_table(out), trained, todo.done, rows, dict(todo.lr_for.tuned))
+    # One process per sweep folder (per shard: shards share a folder by design).
+    lock = ".lock" if shard == (0, 1) else f".lock-shard-{shard[0]}-of-{shard[1]}"
+    with record.exclusive(out, "another sweep" + ("" if shard == (0, 1) else f" of shard {shard[0]}/{shard[1]}"),
+                          lock):
+        _write_manifest(out, settings, shard, tune_only, points)
+        todo = _todo(out, plans, shard, tune_only, mine, settings, rep)
+        try:
+            with Pool(settings.jobs) as pool:
+                trained = _train_tuning(out, todo.tune, plans, settings, lang, todo.lr_for, pool, rep)
+                trained += _train_main(out, todo.main, settings, lang, todo.lr_for, pool, rep)
+        except BaseException:
+            with contextlib.suppress(Exception):  # runs finished beside the one that stopped
+                write_table(out)
+            raise
+        finally:
+            rep.stop()
+        rows = build_table(out)
+        return SweepResult(write_table(out), trained, todo.done, rows, dict(todo.lr_for.tuned))
