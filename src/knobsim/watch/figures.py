@@ -30,7 +30,7 @@ from knobsim.watch.style import (
     role,
     _layers,
     _matrices,
-    _role_key,
+    role_key,
     _roles,
     _positive,
     _figure_legend,
@@ -109,7 +109,7 @@ def plot_dials(rec: KnobRecord, out: Path, per_tensor: int = 3) -> Path | None:
     for ax, lay in zip(axes.flat, layers):
         in_legend = set()
         here = sorted((n for n in rec.names if n in mats and tensor_layer(n) == lay),
-                      key=lambda n: _role_key(role(n)))
+                      key=lambda n: role_key(role(n)))
         for name in here:
             cols_of = [j for j, t in enumerate(rec.knob_tensor) if t == name][:per_tensor]
             for j in cols_of:

@@ -12,7 +12,7 @@ from knobsim.watch.style import (
     layer_rank,
     role,
     short,
-    _role_key,
+    role_key,
     _matrices,
     _ref_words,
     _grid,
@@ -25,7 +25,7 @@ def _gif_dials(rec: KnobRecord, n: int = 12) -> list[int]:
     mats = set(_matrices(rec))
     by_tensor: dict[str, list[int]] = {}
     order = sorted(range(len(rec.knob_tensor)), key=lambda j: (
-        layer_rank(tensor_layer(rec.knob_tensor[j])), _role_key(role(rec.knob_tensor[j])), j))
+        layer_rank(tensor_layer(rec.knob_tensor[j])), role_key(role(rec.knob_tensor[j])), j))
     for j in order:
         t = rec.knob_tensor[j]
         if t in mats:

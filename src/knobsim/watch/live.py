@@ -13,7 +13,7 @@ from knobsim.watch.style import (
     role,
     layer_rank,
     _matrices,
-    _role_key,
+    role_key,
 )
 
 
@@ -178,7 +178,7 @@ class LiveView:
             t.add_column("upd/w", justify="right")
             names = w["names"]
             rows = [j for j, n in enumerate(names) if n.split(".")[-1][:2] in ("w_", "to")]
-            rows.sort(key=lambda j: (layer_rank(tensor_layer(names[j])), _role_key(role(names[j]))))
+            rows.sort(key=lambda j: (layer_rank(tensor_layer(names[j])), role_key(role(names[j]))))
             for j in rows[: self.max_rows]:
                 d = float(np.asarray(w["tensor"]["rel_drift"])[-1, j])
                 u = float(np.asarray(w["tensor"]["update_ratio"])[-1, j])

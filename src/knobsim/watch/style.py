@@ -53,8 +53,6 @@ def role_key(r: str) -> tuple:
     return (group, first, r)
 
 
-_role_key = role_key  # its old name, still used by watch.live, figures, weights and gif
-
 
 def _roles(names: list[str]) -> list[str]:
     return sorted({role(n) for n in names}, key=role_key)

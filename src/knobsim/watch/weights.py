@@ -16,7 +16,7 @@ from knobsim.watch.style import (
     short,
     _layers,
     _matrices,
-    _role_key,
+    role_key,
     _roles,
     _figure_legend,
     _layer_colors,
@@ -38,7 +38,7 @@ def _hist_tensors(rec: KnobRecord, max_layers: int = 4) -> list[list[str]]:
         pick = sorted({round(i * (len(blocks) - 1) / (max_layers - 1)) for i in range(max_layers)})
         drop = {b for i, b in enumerate(blocks) if i not in pick}
         layers = [lay for lay in layers if lay not in drop]
-    return [sorted((n for n in mats if tensor_layer(n) == lay), key=lambda n: _role_key(role(n)))
+    return [sorted((n for n in mats if tensor_layer(n) == lay), key=lambda n: role_key(role(n)))
             for lay in layers]
 
 
