@@ -12,7 +12,7 @@ from knobsim.core import train as T
 
 from knobsim.core.plan import pick_chunk, plan_run
 
-from knobsim.core.programs import TRACE_COUNT, build_programs, init_state, pool_rows
+from knobsim.core.programs import TRACE_COUNT, _ordered_rows, build_programs, init_state, pool_orders, pool_rows
 from knobsim.data.language import build_language
 from knobsim.data.sampler import device_tables, words_needed
 from knobsim.core.optim import current_lr
@@ -132,6 +132,20 @@ def test_finite_pool_repeats_data_and_overfits():
     fresh = T.train(plan_run(**common))  # the same run on fresh text at every step
     assert fresh["final_train_loss"] > fresh["final_eval_loss"] - 0.2
     assert fresh["final_train_loss"] > pooled["final_train_loss"] + 0.2
+
+
+@pytest.mark.parametrize("n_pool,batch,n_steps", [(10, 4, 3), (10, 4, 7), (1000, 16, 100), (64, 64, 1)])
+def test_a_chunk_reads_the_rows_its_steps_would(n_pool, batch, n_steps):
+    """A chunk draws its epochs' orders once (pool_orders) where a single step draws two
+    whole-pool permutations (pool_rows): the same rows, so the same bits, for chunks that
+    start anywhere in an epoch and span several epochs or a fraction of one."""
+    key = jax.random.key(7)
+    tokens = jnp.zeros((n_pool, 2), jnp.int32)
+    for start in (0, 1, 3, n_pool // batch, 2 * n_pool // batch + 1):
+        orders = pool_orders(tokens, key, jnp.int32(start), batch, n_steps)
+        for s in range(start, start + n_steps):
+            np.testing.assert_array_equal(np.asarray(_ordered_rows(orders, jnp.int32(s), batch)),
+                                          np.asarray(pool_rows(key, jnp.int32(s), batch, n_pool)))
 
 
 def test_pool_batches_cover_each_epoch_once():
