@@ -45,8 +45,8 @@ LN_SWEEP = {
 # Full mode: D = max(32M, 64 N) characters per run (64M at 1e6 knobs): doubling the text up
 # to these budgets changed 3.2e4, 1e5 and 3.16e5 knobs' eval loss by 0.6..1.1% (seed 0;
 # experiments/results/scaling_doubling). Near the floor that test is too weak: every size
-# from 1e4 to 1e5 knobs keeps improving with more steps up to 128M characters (1e4 to 512M),
-# 2-3% below its 32M point (experiments/results/capacity_corner).
+# from 1e4 to 1e5 knobs keeps improving with more steps up to 128M characters (0.75-1.65%
+# below its 32M point; 1e4 on to 512M), not text (experiments/results/capacity_corner).
 FULL_MIN_TOKENS = 32_000_000
 FULL_TOKENS_PER_KNOB = 64
 # Full mode's learning rates, as multiples of the default rule (optim.default_lr): the best

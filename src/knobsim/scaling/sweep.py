@@ -374,9 +374,8 @@ def run_sweep(
              if settings.tune_lr else {})
     lang = build_language(settings.language)
     # One process per sweep folder (per shard: shards share a folder by design).
-    lock = ".lock" if shard == (0, 1) else f".lock-shard-{shard[0]}-of-{shard[1]}"
-    with record.exclusive(out, "another sweep" + ("" if shard == (0, 1) else f" of shard {shard[0]}/{shard[1]}"),
-                          lock):
+    part = "" if shard == (0, 1) else f"-shard-{shard[0]}-of-{shard[1]}"
+    with record.exclusive(out, f"another sweep{part.replace('-', ' ')}", f".lock{part}"):
         _write_manifest(out, settings, shard, tune_only, points)
         todo = _todo(out, plans, shard, tune_only, mine, settings, rep)
         try:
