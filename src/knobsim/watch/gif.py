@@ -71,7 +71,7 @@ def gif_figure(rec: KnobRecord, n_dials: int = 12):
         a0 = v[0] / full * sweep
         ax.plot([0, 0.8 * np.sin(a0)], [0, 0.8 * np.cos(a0)], color="0.65", lw=2.0)  # where it began
         (needle,) = ax.plot([], [], color="C3", lw=2.6)
-        ax.plot(0, 0, "o", color="0.2", ms=4)
+        (hub,) = ax.plot(0, 0, "o", color="0.2", ms=4)  # over the needle: moves with it, see render_gif
         ax.set_xlim(-1.15, 1.15)
         ax.set_ylim(-1.02, 1.12)
         ax.set_aspect("equal")
@@ -82,7 +82,7 @@ def gif_figure(rec: KnobRecord, n_dials: int = 12):
                      fontsize=FONT, linespacing=1.1, pad=2)
         texts.append(ax.text(0, -0.86, "", ha="center", va="center", fontsize=FONT,
                              family="monospace"))
-        needles.append((needle, v, full))
+        needles.append((needle, v, full, hub))
     for ax in axes.flat[len(cols_j):]:
         ax.axis("off")
     head = fig.text(0.5, 1 - 0.1 / fig.get_figheight(), "", ha="center", va="top",
@@ -90,23 +90,49 @@ def gif_figure(rec: KnobRecord, n_dials: int = 12):
     last = int(rec.steps[-1])
 
     def draw(i):
-        for (needle, v, full), text in zip(needles, texts):
+        """Set every needle to record row i. Returns the artists that change from frame to
+        frame, in the order a full draw paints them (each dial's needle, its hub, its value;
+        the heading last)."""
+        for (needle, v, full, _), text in zip(needles, texts):
             a = v[i] / full * sweep
             needle.set_data([0, 0.8 * np.sin(a)], [0, 0.8 * np.cos(a)])
             text.set_text(f"{v[i]:+.3f}")
         head.set_text(f"{rec.path.name}: sampled knobs at step {int(rec.steps[i]):,} / {last:,}\n"
                       f"grey: value at {_ref_words(rec)}; red: now\n"
                       "full scale: the knob's largest |value| (weight units)")
-        return [n for n, _, _ in needles] + texts + [head]
+        return [a for (needle, _, _, hub), text in zip(needles, texts) for a in (needle, hub, text)] + [head]
 
     return fig, draw
+
+
+def blit_frames(fig, draw, rows: list[int]) -> list:
+    """The frames of record rows ``rows`` as PIL images, blitted: the dials' faces, ticks and
+    titles are painted once; each frame restores them and paints only what moves (needles,
+    hubs, values, heading), in the order a full draw paints them, so every frame has the
+    pixels of a full redraw (tests/test_watch.py compares them). Redrawing the whole figure
+    per frame, as matplotlib's FuncAnimation does, took 4-6 s for the 20 frames of a tiny
+    run; this takes ~1."""
+    from PIL import Image
+
+    for a in draw(rows[0]):
+        a.set_animated(True)  # left out of the full draw below
+    canvas = fig.canvas
+    canvas.draw()
+    background = canvas.copy_from_bbox(fig.bbox)
+    images = []
+    for i in rows:
+        canvas.restore_region(background)
+        for a in draw(i):
+            fig.draw_artist(a)
+        images.append(Image.frombuffer("RGBA", canvas.get_width_height(), bytes(canvas.buffer_rgba()),
+                                       "raw", "RGBA", 0, 1))
+    return images
 
 
 def render_gif(rec: KnobRecord, out: Path, n_dials: int = 12, n_frames: int = 48, fps: int = 8) -> Path | None:
     """A grid of dials, one per sampled knob, the needle at the knob's value (full scale =
     the largest |value| that knob reaches), turning through the recorded steps."""
     import matplotlib.pyplot as plt
-    from matplotlib.animation import FuncAnimation, PillowWriter
 
     fig, draw = gif_figure(rec, n_dials)
     if fig is None:
@@ -115,10 +141,15 @@ def render_gif(rec: KnobRecord, out: Path, n_dials: int = 12, n_frames: int = 48
     want = np.unique(np.round(np.geomspace(1, rec.steps[-1], n_frames)))
     frames = sorted({0, *np.searchsorted(rec.steps, want).clip(0, len(rec.steps) - 1).tolist(),
                      len(rec.steps) - 1})
-    anim = FuncAnimation(fig, lambda k: draw(frames[k]), frames=len(frames), blit=False)
+    try:
+        images = blit_frames(fig, draw, frames)
+    finally:
+        plt.close(fig)
+    # As matplotlib's PillowWriter writes a GIF: opaque frames reach the palette through
+    # RGB, which keeps white white (the file is byte for byte the one it wrote, checked).
+    images = [im if im.getextrema()[3][0] < 255 else im.convert("RGB") for im in images]
     path = out / "dials.gif"
     tmp = out / ".dials.tmp.gif"
-    anim.save(tmp, writer=PillowWriter(fps=fps), dpi=GIF_DPI)
+    images[0].save(tmp, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
     tmp.replace(path)
-    plt.close(fig)
     return path
