@@ -40,7 +40,8 @@ os.environ.setdefault("KNOBSIM_HUGEPAGES", "0")
 #   compiler's symbols in `perf record -a` of the suite): a tiny `knobsim train` (2k
 #   knobs, 30 steps, uncached) takes 5.7 s of CPU instead of 8.7, same eval loss to 4 digits.
 # Assertions compare runs made under the same flags, so nothing tested depends on them;
-# the two tests that compare two different programs bit for bit are marked default_xla
+# the test that compares two different programs bit for bit (a watched run against a plain
+# one; they differ in the last bit of the gradient norm under these flags) is marked default_xla
 # and run under XLA's defaults (pytest_pyfunc_call below). `make run`, the experiments and
 # the benchmarks use the defaults. KNOBSIM_TEST_FAST_COMPILE=0 keeps the defaults here
 # too. Subprocesses inherit the flags.
@@ -108,11 +109,11 @@ def pytest_unconfigure(config):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem):
-    """A test marked ``default_xla`` compares the bits of two different programs (a scanned
-    chunk against single steps, a watched run against a plain one): equal under XLA's
-    default flags, which users run, but not under the older fusion emitters chosen above for
-    speed, where the two programs round differently and Adam's first steps magnify it. Such
-    a test runs whole, as it is written, in a child pytest under the defaults."""
+    """A test marked ``default_xla`` compares the bits of two different programs (a watched
+    run against a plain one): equal under XLA's default flags, which users run, but not
+    under the older fusion emitters chosen above for speed, where the two programs round
+    the gradient norm differently. Such a test runs whole, as it is written, in a child
+    pytest under the defaults."""
     if pyfuncitem.get_closest_marker("default_xla") is None or not FAST_COMPILE:
         return None
     import re

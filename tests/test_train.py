@@ -28,8 +28,11 @@ def _setup(**kw):
     return cfg, device_tables(lang), progs
 
 
-@pytest.mark.default_xla
 def test_scanned_chunk_equals_steps_one_by_one():
+    """A chunk of 4 steps in one scanned program trains as 4 single-step programs do. Under
+    the suite's XLA flags (conftest) the two agree bit for bit; under XLA's defaults, which
+    fuse the two programs differently, in all but the last bits of a few weights (both
+    checked 2026-12-06), hence a tolerance."""
     cfg, tables, progs = _setup()
     s_scan, m_scan = progs.chunk(init_state(cfg, progs), tables, None, 4)
     s_step = init_state(cfg, progs)
