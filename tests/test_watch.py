@@ -228,8 +228,10 @@ def test_live_view_renders_drift_bars_and_dials(runs):
 
 @pytest.mark.slow
 def test_train_cli_watches_by_default_and_no_watch_turns_it_off(tmp_path, cli):
-    # The fixture's TINY config: in this process its programs are built already. `knobsim
-    # watch` below is the real subprocess (test_cli runs `knobsim train` as one).
+    # The fixture's TINY config: in this process its programs are built already. All in
+    # this process, through the console script's entry point (test_cli runs `knobsim train`
+    # as a real process, and the "no-chunks" case above `knobsim watch`; as a subprocess the
+    # rendering here took 18 s of CPU, most of it a second Python starting JAX and matplotlib).
     common = ["--params", "2000", "--steps", "20", "--batch", "4", "--seq", "16", "--chunk", "5"]
     r = cli("train", *common, "--out", str(tmp_path / "w"), "--watch")
     assert r.returncode == 0, r.stderr
@@ -239,7 +241,7 @@ def test_train_cli_watches_by_default_and_no_watch_turns_it_off(tmp_path, cli):
     r = cli("train", *common, "--out", str(tmp_path / "n"), "--no-watch", "-q")  # in-process
     assert r.returncode == 0, r.stderr
     assert not (tmp_path / "n" / "watch").exists() and not (tmp_path / "n" / "snapshots").exists()
-    r = knobsim("watch", str(tmp_path / "w"), "--no-gif")
+    r = cli("watch", str(tmp_path / "w"), "--no-gif")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "w" / "figures" / "drift.png").exists()
     r = cli("train", *common, "--no-watch", "--watch-every", "3", cwd=tmp_path)
