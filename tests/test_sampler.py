@@ -63,6 +63,23 @@ def test_alias_table_is_exact():
     np.testing.assert_allclose(rebuilt, p, atol=1e-7)
 
 
+def test_a_languages_host_tables_are_built_once(monkeypatch):
+    """Every run of a sweep asks for the same language's tables: Vose's loop (Python over
+    every word) runs once per language, and the tables are the same values every time."""
+    from knobsim.data import sampler
+
+    built = []
+    monkeypatch.setattr(sampler, "alias_table", lambda p: built.append(len(p)) or alias_table(p))
+    sampler._host_tables.cache_clear()
+    lang = build_language(LanguageConfig(n_words=3000))
+    first, again = device_tables(lang), device_tables(lang)
+    assert built == [3000, 3000]  # stationary and unigram, once
+    for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(again)):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    device_tables(build_language(LanguageConfig(n_words=2000)))  # another language: its own
+    assert built == [3000, 3000, 2000, 2000]
+
+
 def test_word_frequencies_follow_the_stationary_distribution(setup):
     lang, tables, _ = setup
     from knobsim.data.sampler import sample_words
