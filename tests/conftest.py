@@ -40,14 +40,14 @@ os.environ.setdefault("KNOBSIM_HUGEPAGES", "0")
 #   compiler's symbols in `perf record -a` of the suite): a tiny `knobsim train` (2k
 #   knobs, 30 steps, uncached) takes 5.7 s of CPU instead of 8.7, same eval loss to 4 digits.
 # Assertions compare runs made under the same flags, so nothing tested depends on them;
-# the test that compares two different programs bit for bit (a watched run against a plain
-# one; they differ in the last bit of the gradient norm under these flags) is marked default_xla
-# and run under XLA's defaults (pytest_pyfunc_call below). `make run`, the experiments and
-# the benchmarks use the defaults. KNOBSIM_TEST_FAST_COMPILE=0 keeps the defaults here
-# too. Subprocesses inherit the flags.
+# the runs of the test that compares two different programs bit for bit (a watched run
+# against a plain one; they differ in the last bit of the gradient norm under these flags)
+# are trained in a child process under XLA's defaults (default_xla_env below, used by
+# tests/test_watch.py). `make run`, the experiments and the benchmarks use the defaults.
+# KNOBSIM_TEST_FAST_COMPILE=0 keeps the defaults here too. Subprocesses inherit the flags.
 #
-# XLA_FLAGS as the suite was started, for default_xla to restore, kept in the environment:
-# xdist's workers (and their children) inherit XLA_FLAGS with the flags already added.
+# XLA_FLAGS as the suite was started, for default_xla_env to restore, kept in the
+# environment: xdist's workers (and their children) inherit XLA_FLAGS with the flags added.
 os.environ.setdefault("KNOBSIM_TEST_USER_XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
 FAST_COMPILE = os.environ.get("KNOBSIM_TEST_FAST_COMPILE", "1") == "1"
 if FAST_COMPILE:
@@ -107,28 +107,14 @@ def pytest_unconfigure(config):
         shutil.rmtree(SESSION_CACHE, ignore_errors=True)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem):
-    """A test marked ``default_xla`` compares the bits of two different programs (a watched
-    run against a plain one): equal under XLA's default flags, which users run, but not
-    under the older fusion emitters chosen above for speed, where the two programs round
-    the gradient norm differently. Such a test runs whole, as it is written, in a child
-    pytest under the defaults."""
-    if pyfuncitem.get_closest_marker("default_xla") is None or not FAST_COMPILE:
-        return None
-    import re
-    import subprocess
-    import sys
-
-    env = {**os.environ, "KNOBSIM_TEST_FAST_COMPILE": "0",
-           "XLA_FLAGS": os.environ["KNOBSIM_TEST_USER_XLA_FLAGS"]}
-    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        "-p", "no:xdist", pyfuncitem.nodeid], cwd=pyfuncitem.config.rootpath,
-                       capture_output=True, text=True, env=env, timeout=600)
-    if p.returncode != 0 or not re.search(r"\b1 passed\b", p.stdout):
-        pytest.fail(f"{pyfuncitem.nodeid} under XLA's default flags:\n{p.stdout[-6000:]}"
-                    f"{p.stderr[-2000:]}", pytrace=False)
-    return True
+@pytest.fixture(scope="session")
+def default_xla_env() -> dict:
+    """This environment with XLA's default flags, as users run, for a child process that
+    must compile as they do (tests/test_watch.py: a watched run has a plain run's bits
+    there, but not under the fast-compile flags above, where the two programs round the
+    gradient norm differently)."""
+    return {**os.environ, "KNOBSIM_TEST_FAST_COMPILE": "0",
+            "XLA_FLAGS": os.environ["KNOBSIM_TEST_USER_XLA_FLAGS"]}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -26,19 +26,41 @@ def knobsim(*args, cwd=None):
                           cwd=cwd, env=ENV, timeout=600)
 
 
+# The fixture's three runs, trained in a child process under XLA's default flags (as users
+# run): test_recording_does_not_change_training compares their bits, which agree there but
+# not under the suite's fast-compile flags (conftest.default_xla_env).
+RUNS_CHILD = """
+import json, pickle, sys
+from pathlib import Path
+from knobsim.core import train as T
+from knobsim.core.plan import plan_run
+from knobsim.io.rundir import RunDir
+from knobsim.watch import stats as knobs
+
+root, cfg = Path(sys.argv[1]), plan_run(**json.loads(sys.argv[2]))
+reports = []  # the watched run's chunk reports, for the live view
+T.train(cfg, run=RunDir.create(root / "watched"), watch=knobs.WatchConfig(tensorboard=True),
+        on_chunk=reports.append)
+T.train(cfg, run=RunDir.create(root / "plain"))
+T.train(cfg, run=RunDir.create(root / "sparse"), watch=knobs.WatchConfig(every=3, snapshots=False))
+(root / "reports.pickle").write_bytes(pickle.dumps(reports))
+"""
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, default_xla_env):
     """One tiny config trained three ways: watched (+ TensorBoard), unwatched, and watched
-    every 3 steps without snapshots. The watched run's chunk reports feed the live view."""
+    every 3 steps without snapshots, in a child process under XLA's default flags. The
+    watched run's chunk reports feed the live view."""
+    import pickle
+
     root = tmp_path_factory.mktemp("runs")
-    cfg = plan_run(**TINY)
-    out = {"root": root, "cfg": cfg}
-    out["reports"] = []  # the watched run's chunk reports, for the live view
-    out["watched_summary"] = T.train(cfg, run=RunDir.create(root / "watched"), watch=knobs.WatchConfig(tensorboard=True),
-                                     on_chunk=out["reports"].append)
-    out["plain_summary"] = T.train(cfg, run=RunDir.create(root / "plain"))
-    T.train(cfg, run=RunDir.create(root / "sparse"), watch=knobs.WatchConfig(every=3, snapshots=False))
-    return out
+    p = subprocess.run([sys.executable, "-c", RUNS_CHILD, str(root), json.dumps(TINY)],
+                       capture_output=True, text=True, env={**default_xla_env, "KNOBSIM_PEAK_FLOPS": "1e11"},
+                       timeout=600)
+    assert p.returncode == 0, p.stderr[-4000:]
+    reports = pickle.loads((root / "reports.pickle").read_bytes())
+    return {"root": root, "cfg": plan_run(**TINY), "reports": reports}
 
 
 def test_config_json_is_the_whole_run_config(runs):
@@ -57,8 +79,8 @@ def test_config_json_is_the_whole_run_config(runs):
     assert RunConfig.from_dict(plain) == cfg
 
 
-@pytest.mark.default_xla
 def test_recording_does_not_change_training(runs):
+    """Runs made under XLA's default flags (the fixture's child process), as users run."""
     root = runs["root"]
     a, b = read_metrics(root / "watched"), read_metrics(root / "plain")
     assert a == b  # every loss, lr and norm: the same bits, not just close
@@ -228,10 +250,10 @@ def test_live_view_renders_drift_bars_and_dials(runs):
 
 @pytest.mark.slow
 def test_train_cli_watches_by_default_and_no_watch_turns_it_off(tmp_path, cli):
-    # The fixture's TINY config: in this process its programs are built already. All in
-    # this process, through the console script's entry point (test_cli runs `knobsim train`
-    # as a real process, and the "no-chunks" case above `knobsim watch`; as a subprocess the
-    # rendering here took 18 s of CPU, most of it a second Python starting JAX and matplotlib).
+    # All in this process, through the console script's entry point (test_cli runs
+    # `knobsim train` as a real process, and the "no-chunks" case above `knobsim watch`; as
+    # a subprocess the rendering here took 18 s of CPU, most of it a second Python starting
+    # JAX and matplotlib).
     common = ["--params", "2000", "--steps", "20", "--batch", "4", "--seq", "16", "--chunk", "5"]
     r = cli("train", *common, "--out", str(tmp_path / "w"), "--watch")
     assert r.returncode == 0, r.stderr
