@@ -71,7 +71,7 @@ def gif_figure(rec: KnobRecord, n_dials: int = 12):
         a0 = v[0] / full * sweep
         ax.plot([0, 0.8 * np.sin(a0)], [0, 0.8 * np.cos(a0)], color="0.65", lw=2.0)  # where it began
         (needle,) = ax.plot([], [], color="C3", lw=2.6)
-        (hub,) = ax.plot(0, 0, "o", color="0.2", ms=4)  # over the needle: moves with it, see render_gif
+        (hub,) = ax.plot(0, 0, "o", color="0.2", ms=4)  # over the needle: repainted with it, see blit_frames
         ax.set_xlim(-1.15, 1.15)
         ax.set_ylim(-1.02, 1.12)
         ax.set_aspect("equal")
